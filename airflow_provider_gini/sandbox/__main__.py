@@ -1,0 +1,102 @@
+"""``python -m airflow_provider_gini.sandbox`` (also the ``gini-sandbox`` console script)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from airflow_provider_gini.sandbox.config import SandboxConfig
+from airflow_provider_gini.sandbox.faults import FaultRule
+from airflow_provider_gini.sandbox.server import base_url_of, connection_dict, serve
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m airflow_provider_gini.sandbox",
+        description="Serve the Gini sandbox: Gini's user center and Pay API, emulated locally.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks one)")
+    p.add_argument(
+        "--print-connection",
+        action="store_true",
+        help="print the AIRFLOW_CONN_GINI_DEFAULT value (JSON) for the demo client and user, then exit",
+    )
+    p.add_argument("--config", type=Path, help="a JSON file with a full SandboxConfig")
+    p.add_argument("--no-seed", action="store_true", help="start with no documents")
+    p.add_argument("--seed-start", type=date.fromisoformat, help="first seeded day, YYYY-MM-DD")
+    p.add_argument("--seed-days", type=int, help="number of seeded days")
+    p.add_argument("--user-token-ttl", type=int, help="expires_in of user tokens (default 3599)")
+    p.add_argument("--client-token-ttl", type=int, help="expires_in of client tokens (default 43199)")
+    p.add_argument("--processing-delay", type=float, help="seconds uploads stay PENDING (default 0)")
+    p.add_argument("--latency", type=float, default=0.0, help="milliseconds added to every request")
+    p.add_argument("--jitter", type=float, default=0.0, help="up to this many random extra milliseconds")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="JSON",
+        help='a fault rule, e.g. \'{"kind": "status", "status": 503, "path": "/documents*", "first": 3}\'',
+    )
+    p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    return p
+
+
+def build_config(args: argparse.Namespace) -> SandboxConfig:
+    data = json.loads(args.config.read_text()) if args.config else {}
+    config = SandboxConfig.model_validate(data)
+    updates: dict[str, object] = {}
+    if args.no_seed:
+        updates["seed"] = False
+    if args.seed_start is not None:
+        updates["seed_start"] = args.seed_start
+    if args.seed_days is not None:
+        updates["seed_days"] = args.seed_days
+    settings = {
+        key: value
+        for key, value in (
+            ("user_token_ttl", args.user_token_ttl),
+            ("client_token_ttl", args.client_token_ttl),
+            ("processing_delay", args.processing_delay),
+        )
+        if value is not None
+    }
+    if settings:
+        updates["settings"] = config.settings.model_copy(update=settings)
+    faults = list(config.faults)
+    if args.latency or args.jitter:
+        faults.append(FaultRule(kind="latency", delay=args.latency / 1000, jitter=args.jitter / 1000))
+    faults += [FaultRule.model_validate_json(raw) for raw in args.fault]
+    updates["faults"] = faults
+    return SandboxConfig.model_validate(config.model_dump() | updates)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser()
+    args = p.parse_args(argv)
+    try:
+        config = build_config(args)
+    except (ValidationError, ValueError, OSError) as exc:
+        p.error(f"invalid sandbox configuration: {exc}")
+    if args.print_connection:
+        user, client = config.users[0], config.clients[0]
+        print(json.dumps(connection_dict(base_url_of(args.host, args.port), user, client)))
+        return 0
+
+    def ready(url: str) -> None:
+        print(
+            f"Gini sandbox serving at {url} (admin API: {url}/__sandbox/, spec: {url}/openapi.json)",
+            flush=True,
+        )
+
+    serve(config, args.host, args.port, args.log_level, on_ready=ready)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""pay-api document routes."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from airflow_provider_gini.sandbox.api_auth import CurrentUser, json_media_type, require_accept, sandbox
+from airflow_provider_gini.sandbox.errors import ApiError
+from airflow_provider_gini.sandbox.invoices import AMOUNT_RE, BIC_RE, iban_is_valid
+from airflow_provider_gini.sandbox.render import image_bytes, layout, pdf_bytes
+from airflow_provider_gini.sandbox.state import Document, SandboxState, User
+from airflow_provider_gini.sandbox.uploads import Upload, build_document
+
+router = APIRouter(tags=["documents"])
+PAGE_SIZES = {"750x900": (750, 900), "1280x1810": (1280, 1810)}
+MAX_LIMIT = 250
+_DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_VALIDATORS: dict[str, Callable[[str], bool]] = {
+    "amount": lambda v: bool(AMOUNT_RE.match(v)),
+    "iban": iban_is_valid,
+    "bic": lambda v: bool(BIC_RE.match(v)),
+    "date": lambda v: bool(_DATE_RE.match(v)),
+}
+
+
+def base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def document_json(doc: Document, base: str, now: float) -> dict[str, Any]:
+    url = f"{base}/documents/{doc.id}"
+    body: dict[str, Any] = {
+        "id": doc.id,
+        "creationDate": doc.created_ms,
+        "name": doc.name,
+        "progress": doc.progress(now),
+        "origin": "UPLOAD",
+        "sourceClassification": doc.source_classification,
+        "pageCount": doc.page_count,
+        "pages": [
+            {"images": {size: f"{url}/pages/{n}/{size}" for size in PAGE_SIZES}, "pageNumber": n}
+            for n in range(1, doc.page_count + 1)
+        ],
+        "_links": {
+            "extractions": f"{url}/extractions",
+            "layout": f"{url}/layout",
+            "document": url,
+            "processed": f"{url}/processed",
+        },
+    }
+    if doc.partials:
+        body["partialDocuments"] = [{"document": f"{base}/documents/{p}"} for p in doc.partials]
+    if doc.composites:
+        body["compositeDocuments"] = [{"document": f"{base}/documents/{c}"} for c in doc.composites]
+    return body
+
+
+def document_bytes(doc: Document) -> bytes:
+    if doc.data is None:
+        if doc.content_type == "image/jpeg":
+            doc.data = image_bytes(doc.paper, 620, 877, "JPEG")
+        else:
+            doc.data = pdf_bytes(doc.paper, doc.name)
+    return doc.data
+
+
+def _owned(state: SandboxState, user: User, document_id: str) -> Document:
+    doc = state.owned_document(user.id, document_id)
+    if doc is None:
+        raise ApiError(404, f"Document {document_id} not found")
+    return doc
+
+
+def _processed(state: SandboxState, doc: Document, what: str) -> None:
+    progress = doc.progress(state.clock.now())
+    if progress == "PENDING":
+        raise ApiError(409, f"The {what} is not available yet: the document is still PENDING")
+    if progress == "ERROR" and what != "extractions":
+        raise ApiError(409, f"The {what} is not available: processing the document failed (ERROR)")
+
+
+def _json(request: Request, body: Any, status: int = 200) -> Response:
+    return JSONResponse(body, status_code=status, media_type=json_media_type(request))
+
+
+@router.post("/documents", status_code=201, summary="Upload a document (raw body or multipart 'file')")
+async def upload(
+    request: Request,
+    user: CurrentUser,
+    filename: str | None = Query(None, max_length=1024),
+    doctype: str | None = Query(None, max_length=64),
+) -> Response:
+    json_media_type(request)
+    state = sandbox(request)
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > state.config.max_upload_bytes + 64 * 1024:
+        raise ApiError(413, f"Documents must be smaller than {state.config.max_upload_bytes} bytes")
+    content_type = request.headers.get("content-type", "")
+    if content_type.lower().startswith("multipart/form-data"):
+        form = await request.form(max_part_size=state.config.max_upload_bytes + 1)
+        part = form.get("file")
+        if part is None or isinstance(part, str):
+            raise ApiError(400, "Multipart uploads need a file in the form field 'file'")
+        data = await part.read()
+        filename = filename or part.filename
+        content_type = part.content_type or "application/octet-stream"
+    else:
+        data = await request.body()
+    metadata = {k: v for k, v in request.headers.items() if k.lower().startswith("x-document-metadata-")}
+    doc = build_document(state, user, Upload(data, content_type, filename, doctype, metadata))
+    return Response(status_code=201, headers={"Location": f"{base_url(request)}/documents/{doc.id}"})
+
+
+@router.get("/documents", summary="List documents, newest first")
+async def list_documents(
+    request: Request,
+    user: CurrentUser,
+    limit: int = Query(20, ge=1, le=MAX_LIMIT),
+    offset: int = Query(0, ge=0),
+    next_: int | None = Query(
+        None, alias="next", ge=0, description="creation-date cursor from a previous page"
+    ),
+) -> Response:
+    state = sandbox(request)
+    media = json_media_type(request)
+    index = state.indexes[user.id]
+    ids = index.newest_first(offset, limit + 1, next_ or None)
+    more, ids = len(ids) > limit, ids[:limit]
+    base, now = base_url(request), state.clock.now()
+    docs = [document_json(state.documents[i], base, now) for i in ids]
+    body: dict[str, Any] = {"totalCount": len(index), "documents": docs}
+    if more and docs:
+        body["next"] = docs[-1]["creationDate"]
+    return JSONResponse(body, media_type=media)
+
+
+@router.get("/documents/{document_id}", summary="A document and its processing progress")
+async def get_document(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    media = json_media_type(request)
+    doc = _owned(state, user, document_id)
+    return JSONResponse(document_json(doc, base_url(request), state.clock.now()), media_type=media)
+
+
+@router.delete("/documents/{document_id}", status_code=204, summary="Delete a document")
+async def delete_document(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    state.remove_document(_owned(state, user, document_id))
+    return Response(status_code=204)
+
+
+@router.get("/documents/{document_id}/extractions", summary="Extractions, once COMPLETED")
+async def extractions(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    json_media_type(request)
+    doc = _owned(state, user, document_id)
+    _processed(state, doc, "extractions")
+    if doc.progress(state.clock.now()) == "ERROR":
+        return _json(request, {"extractions": {}, "candidates": {}, "compoundExtractions": {}})
+    return _json(request, doc.paper.extractions_body())
+
+
+@router.get("/documents/{document_id}/layout", summary="Text layout, once COMPLETED")
+async def get_layout(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    json_media_type(request)
+    doc = _owned(state, user, document_id)
+    _processed(state, doc, "layout")
+    return _json(request, layout(doc.paper, doc.page_count))
+
+
+@router.get("/documents/{document_id}/pages", summary="Page image links, once COMPLETED")
+async def get_pages(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    json_media_type(request)
+    doc = _owned(state, user, document_id)
+    _processed(state, doc, "pages")
+    return _json(request, document_json(doc, base_url(request), state.clock.now())["pages"])
+
+
+@router.get("/documents/{document_id}/pages/{page}/{size}", summary="A page image (PNG)")
+async def get_page_image(
+    request: Request, user: CurrentUser, document_id: str, page: int, size: str
+) -> Response:
+    state = sandbox(request)
+    require_accept(request, ("image/png",))
+    doc = _owned(state, user, document_id)
+    _processed(state, doc, "page image")
+    if not 1 <= page <= doc.page_count or size not in PAGE_SIZES:
+        raise ApiError(404, f"No page {page} in size {size}; sizes are {', '.join(PAGE_SIZES)}")
+    return Response(image_bytes(doc.paper, *PAGE_SIZES[size]), media_type="image/png")
+
+
+@router.get("/documents/{document_id}/processed", summary="The processed file, once COMPLETED")
+async def get_processed(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    doc = _owned(state, user, document_id)
+    media = require_accept(request, (doc.content_type, "application/octet-stream"))
+    _processed(state, doc, "processed file")
+    return Response(document_bytes(doc), media_type=media)
+
+
+@router.api_route(
+    "/documents/{document_id}/extractions/feedback",
+    methods=["PUT", "POST"],
+    status_code=204,
+    summary="Send feedback on extractions",
+)
+async def feedback(request: Request, user: CurrentUser, document_id: str) -> Response:
+    state = sandbox(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if not (
+        content_type == "application/json" or re.match(r"^application/vnd\.gini\.v\d+\+json$", content_type)
+    ):
+        raise ApiError(415, "Feedback must be sent as application/vnd.gini.v1+json")
+    doc = _owned(state, user, document_id)
+    _processed(state, doc, "extractions")
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "Validation of the request entity failed: body is not JSON") from exc
+    state.documents[doc.id].feedback.append(_validated_feedback(doc, body))
+    return Response(status_code=204)
+
+
+def _validated_feedback(doc: Document, body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ApiError(400, "Validation of the request entity failed: expected an object")
+    labels = body.get("extractions", body.get("feedback"))
+    if not isinstance(labels, dict):
+        raise ApiError(400, "Validation of the request entity failed: 'extractions' must be an object")
+    known = doc.paper.extractions
+    items: list[tuple[str, Any]] = list(labels.items())
+    line_items = (body.get("compoundExtractions") or {}).get("lineItems", [])
+    if not isinstance(line_items, list) or not all(isinstance(row, dict) for row in line_items):
+        raise ApiError(400, "Validation of the request entity failed: lineItems must be a list of objects")
+    for row in line_items:
+        items += [(f"lineItems.{k}", v) for k, v in row.items()]
+    for label, item in items:
+        if not isinstance(item, dict) or not isinstance(item.get("value"), str):
+            raise ApiError(400, f"Validation of the request entity failed: {label} needs a string 'value'")
+        entity = item.get("entity") or (known[label][0] if label in known else None)
+        check = _VALIDATORS.get(str(entity))
+        if check is not None and not check(item["value"]):
+            raise ApiError(422, f"Invalid value for {label}: {item['value']!r} is not a valid {entity}")
+    return body

@@ -1,0 +1,77 @@
+"""Error bodies as Gini sends them.
+
+The document API answers ``{"message", "requestId"}``; the user center answers
+RFC 6749 section 5.2 bodies ``{"error", "error_description"}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+OAUTH_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+class OAuthError(Exception):
+    def __init__(
+        self, status: int, error: str, description: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(description)
+        self.status = status
+        self.error = error
+        self.description = description
+        self.headers = headers or {}
+
+
+def request_id(request: Request) -> str:
+    return str(request.scope.get("state", {}).get("request_id", ""))
+
+
+def api_error_response(
+    request: Request, status: int, message: str, headers: dict[str, str] | None = None
+) -> Response:
+    return JSONResponse(
+        {"message": message, "requestId": request_id(request)}, status_code=status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    async def on_api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return api_error_response(request, exc.status, exc.message, exc.headers)
+
+    async def on_oauth_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, OAuthError)
+        body = {"error": exc.error, "error_description": exc.description}
+        return JSONResponse(body, status_code=exc.status, headers={**OAUTH_NO_STORE, **exc.headers})
+
+    async def on_validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg', 'invalid')}"
+            for err in exc.errors()
+        )
+        if request.url.path.startswith("/oauth/"):
+            body = {"error": "invalid_request", "error_description": problems}
+            return JSONResponse(body, status_code=400, headers=OAUTH_NO_STORE)
+        return api_error_response(request, 400, f"Validation of the request failed: {problems}")
+
+    async def on_http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        headers = dict(exc.headers or {})
+        return api_error_response(request, exc.status_code, str(exc.detail), headers)
+
+    app.add_exception_handler(ApiError, on_api_error)
+    app.add_exception_handler(OAuthError, on_oauth_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(StarletteHTTPException, on_http_error)

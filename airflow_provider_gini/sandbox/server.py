@@ -1,0 +1,172 @@
+"""Serving the sandbox with uvicorn: in the foreground (the CLI) or in a thread (tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import uvicorn
+
+from airflow_provider_gini.sandbox.app import create_app
+from airflow_provider_gini.sandbox.config import DEMO_CLIENT, DEMO_USER, ClientSpec, SandboxConfig, UserSpec
+from airflow_provider_gini.sandbox.state import SandboxState
+
+
+def connection_dict(
+    base_url: str, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT
+) -> dict[str, Any]:
+    """An Airflow connection of type ``gini`` for this sandbox (both hosts are the same origin)."""
+    return {
+        "conn_type": "gini",
+        "host": base_url,
+        "login": user.email,
+        "password": user.password,
+        "extra": {
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "user_center_url": base_url,
+        },
+    }
+
+
+def _uvicorn_server(app: Any, log_level: str) -> uvicorn.Server:
+    config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
+    server = uvicorn.Server(config)
+    state: SandboxState = app.state.sandbox
+
+    def find_transport(client: Any) -> asyncio.Transport | None:
+        target = tuple(client) if client else None
+        for protocol in list(server.server_state.connections):
+            if getattr(protocol, "client", None) == target:
+                transport: asyncio.Transport = protocol.transport
+                return transport
+        return None
+
+    state.find_transport = find_transport
+    return server
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(True)
+    return sock
+
+
+def base_url_of(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+def serve(
+    config: SandboxConfig, host: str, port: int, log_level: str = "warning", on_ready: Any = None
+) -> None:
+    """Serve in the foreground until interrupted."""
+    sock = _bind(host, port)
+    app = create_app(config)
+    server = _uvicorn_server(app, log_level)
+    if on_ready is not None:
+        on_ready(base_url_of(host, sock.getsockname()[1]))
+    server.run(sockets=[sock])
+
+
+class RunningSandbox:
+    """A sandbox serving in a background thread, with helpers over its admin API."""
+
+    def __init__(self, base_url: str, state: SandboxState) -> None:
+        self.base_url = base_url
+        self.state = state  # in-process only; read it through the admin API from other processes
+        self.admin = httpx.Client(base_url=f"{base_url}/__sandbox", timeout=30)
+
+    def connection(self, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> dict[str, Any]:
+        return connection_dict(self.base_url, user, client)
+
+    def connection_json(self, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> str:
+        return json.dumps(self.connection(user, client))
+
+    def connection_env(self, conn_id: str = "gini_default", **kwargs: Any) -> dict[str, str]:
+        return {f"AIRFLOW_CONN_{conn_id.upper()}": self.connection_json(**kwargs)}
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.admin.request(method, path, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def counters(self) -> dict[str, Any]:
+        return dict(self._call("GET", "/counters"))
+
+    def reset_counters(self) -> None:
+        self._call("POST", "/counters/reset")
+
+    def requests(self, limit: int = 100_000) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/requests", params={"limit": limit}))
+
+    def add_fault(self, kind: str, **rule: Any) -> dict[str, Any]:
+        return dict(self._call("POST", "/faults", json={"kind": kind, **rule}))
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def settings(self, **change: Any) -> dict[str, Any]:
+        return dict(self._call("PATCH", "/settings", json=change))
+
+    def advance_clock(self, seconds: float) -> None:
+        self._call("POST", "/clock/advance", json={"seconds": seconds})
+
+    def expire_tokens(self) -> int:
+        return int(self._call("POST", "/tokens/expire")["expired"])
+
+    def revoke_refresh_tokens(self) -> int:
+        return int(self._call("POST", "/tokens/revoke-refresh")["revoked"])
+
+    def secrets(self) -> dict[str, list[str]]:
+        return dict(self._call("GET", "/secrets"))
+
+    def documents(self, owner: str = DEMO_USER.email, **window: int) -> list[dict[str, Any]]:
+        return list(self._call("GET", "/documents", params={"owner": owner, **window}))
+
+    def document(self, document_id: str) -> dict[str, Any]:
+        return dict(self._call("GET", f"/documents/{document_id}"))
+
+    def insert_documents(self, owner: str = DEMO_USER.email, **spec: Any) -> list[str]:
+        return list(self._call("POST", "/documents", json={"owner": owner, **spec})["ids"])
+
+    def change_document(self, document_id: str, **change: Any) -> dict[str, Any]:
+        return dict(self._call("PATCH", f"/documents/{document_id}", json=change))
+
+    def delete_document(self, document_id: str) -> None:
+        self._call("DELETE", f"/documents/{document_id}")
+
+
+@contextmanager
+def run_sandbox(
+    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+) -> Iterator[RunningSandbox]:
+    """Serve a sandbox on a free port (by default) for the duration of the block."""
+    sock = _bind(host, port)
+    app = create_app(config)
+    server = _uvicorn_server(app, log_level)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gini-sandbox", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("The Gini sandbox did not start")
+        time.sleep(0.01)
+    running = RunningSandbox(base_url_of(host, sock.getsockname()[1]), app.state.sandbox)
+    try:
+        yield running
+    finally:
+        running.admin.close()
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
