@@ -6,6 +6,8 @@ never agree with them by sharing their mistakes.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from airflow_provider_gini.sandbox.config import (
     DEMO_CLIENT,
     DEMO_USER,
@@ -16,7 +18,9 @@ from airflow_provider_gini.sandbox.config import (
     UserSpec,
 )
 from airflow_provider_gini.sandbox.faults import FaultRule
-from airflow_provider_gini.sandbox.server import RunningSandbox, run_sandbox
+
+if TYPE_CHECKING:
+    from airflow_provider_gini.sandbox.server import RunningSandbox, run_sandbox
 
 __all__ = [
     "DEMO_CLIENT",
@@ -30,3 +34,13 @@ __all__ = [
     "UserSpec",
     "run_sandbox",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The server (FastAPI, uvicorn) is imported on first use, so that loading the pytest
+    # plugin, which every pytest run does once the provider is installed, stays cheap.
+    if name in ("RunningSandbox", "run_sandbox"):
+        from airflow_provider_gini.sandbox import server
+
+        return getattr(server, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -48,6 +48,10 @@ class SettingsChange(BaseModel):
     processing_delay: float | None = Field(default=None, ge=0)
 
 
+class UserChange(BaseModel):
+    password: str = Field(min_length=1)
+
+
 class ClockAdvance(BaseModel):
     seconds: float = Field(ge=0)
 
@@ -132,6 +136,14 @@ async def expire_tokens(request: Request) -> dict[str, int]:
 @router.post("/tokens/revoke-refresh", summary="Revoke every active refresh token")
 async def revoke_refresh(request: Request) -> dict[str, int]:
     return {"revoked": sandbox(request).revoke_refresh_tokens()}
+
+
+@router.patch("/users/{email}", summary="Change a user's password (e.g. to make the password grant fail)")
+async def change_user(request: Request, email: str, change: UserChange) -> dict[str, str]:
+    state = sandbox(request)
+    user = state.users[_user_id(state, email)]
+    user.password = change.password
+    return {"id": user.id, "email": user.email}
 
 
 @router.get("/secrets", summary="Every secret the sandbox knows or issued, for leak searches")

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
 from airflow_provider_gini.sandbox import admin, documents, payments, usercenter
 from airflow_provider_gini.sandbox.config import SandboxConfig
@@ -28,4 +31,22 @@ def create_app(config: SandboxConfig | None = None) -> FastAPI:
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(SandboxMiddleware)
+    app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
+
+
+def _openapi(app: FastAPI) -> dict[str, Any]:
+    """The generated spec plus the bearer scheme that the handlers check inline."""
+    if app.openapi_schema is None:
+        spec = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        spec.setdefault("components", {})["securitySchemes"] = {
+            "bearer": {"type": "http", "scheme": "bearer", "description": "A user token from /oauth/token"}
+        }
+        for path, operations in spec["paths"].items():
+            if path.startswith(("/documents", "/paymentRequests", "/paymentProviders")):
+                for operation in operations.values():
+                    operation["security"] = [{"bearer": []}]
+        app.openapi_schema = spec
+    return app.openapi_schema

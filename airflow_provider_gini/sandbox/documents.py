@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from airflow_provider_gini.sandbox.api_auth import CurrentUser, json_media_type, require_accept, sandbox
+from airflow_provider_gini.sandbox.api_auth import authenticate, json_media_type, require_accept, sandbox
 from airflow_provider_gini.sandbox.errors import ApiError
 from airflow_provider_gini.sandbox.invoices import AMOUNT_RE, BIC_RE, iban_is_valid
 from airflow_provider_gini.sandbox.render import image_bytes, layout, pdf_bytes
@@ -19,6 +19,38 @@ from airflow_provider_gini.sandbox.uploads import Upload, build_document
 router = APIRouter(tags=["documents"])
 PAGE_SIZES = {"750x900": (750, 900), "1280x1810": (1280, 1810)}
 MAX_LIMIT = 250
+# Declared for the OpenAPI spec: the handlers read the raw body themselves.
+FEEDBACK_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/vnd.gini.v1+json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "extractions": {"type": "object"},
+                        "compoundExtractions": {"type": "object"},
+                        "feedback": {"type": "object"},
+                    },
+                }
+            }
+        },
+    }
+}
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/pdf": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "text/plain": {"schema": {"type": "string"}},
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}}
+            },
+        },
+    }
+}
+FEEDBACK_PATH = "/documents/{document_id}/extractions/feedback"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VALIDATORS: dict[str, Callable[[str], bool]] = {
     "amount": lambda v: bool(AMOUNT_RE.match(v)),
@@ -88,13 +120,18 @@ def _json(request: Request, body: Any, status: int = 200) -> Response:
     return JSONResponse(body, status_code=status, media_type=json_media_type(request))
 
 
-@router.post("/documents", status_code=201, summary="Upload a document (raw body or multipart 'file')")
+@router.post(
+    "/documents",
+    status_code=201,
+    summary="Upload a document (raw body or multipart 'file')",
+    openapi_extra=UPLOAD_BODY,
+)
 async def upload(
     request: Request,
-    user: CurrentUser,
     filename: str | None = Query(None, max_length=1024),
     doctype: str | None = Query(None, max_length=64),
 ) -> Response:
+    user = authenticate(request)
     json_media_type(request)
     state = sandbox(request)
     length = request.headers.get("content-length", "")
@@ -119,13 +156,13 @@ async def upload(
 @router.get("/documents", summary="List documents, newest first")
 async def list_documents(
     request: Request,
-    user: CurrentUser,
     limit: int = Query(20, ge=1, le=MAX_LIMIT),
     offset: int = Query(0, ge=0),
     next_: int | None = Query(
         None, alias="next", ge=0, description="creation-date cursor from a previous page"
     ),
 ) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
     index = state.indexes[user.id]
@@ -140,7 +177,8 @@ async def list_documents(
 
 
 @router.get("/documents/{document_id}", summary="A document and its processing progress")
-async def get_document(request: Request, user: CurrentUser, document_id: str) -> Response:
+async def get_document(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
     doc = _owned(state, user, document_id)
@@ -148,14 +186,16 @@ async def get_document(request: Request, user: CurrentUser, document_id: str) ->
 
 
 @router.delete("/documents/{document_id}", status_code=204, summary="Delete a document")
-async def delete_document(request: Request, user: CurrentUser, document_id: str) -> Response:
+async def delete_document(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     state.remove_document(_owned(state, user, document_id))
     return Response(status_code=204)
 
 
 @router.get("/documents/{document_id}/extractions", summary="Extractions, once COMPLETED")
-async def extractions(request: Request, user: CurrentUser, document_id: str) -> Response:
+async def extractions(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     json_media_type(request)
     doc = _owned(state, user, document_id)
@@ -166,7 +206,8 @@ async def extractions(request: Request, user: CurrentUser, document_id: str) -> 
 
 
 @router.get("/documents/{document_id}/layout", summary="Text layout, once COMPLETED")
-async def get_layout(request: Request, user: CurrentUser, document_id: str) -> Response:
+async def get_layout(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     json_media_type(request)
     doc = _owned(state, user, document_id)
@@ -175,7 +216,8 @@ async def get_layout(request: Request, user: CurrentUser, document_id: str) -> R
 
 
 @router.get("/documents/{document_id}/pages", summary="Page image links, once COMPLETED")
-async def get_pages(request: Request, user: CurrentUser, document_id: str) -> Response:
+async def get_pages(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     json_media_type(request)
     doc = _owned(state, user, document_id)
@@ -184,9 +226,8 @@ async def get_pages(request: Request, user: CurrentUser, document_id: str) -> Re
 
 
 @router.get("/documents/{document_id}/pages/{page}/{size}", summary="A page image (PNG)")
-async def get_page_image(
-    request: Request, user: CurrentUser, document_id: str, page: int, size: str
-) -> Response:
+async def get_page_image(request: Request, document_id: str, page: int, size: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     require_accept(request, ("image/png",))
     doc = _owned(state, user, document_id)
@@ -197,7 +238,8 @@ async def get_page_image(
 
 
 @router.get("/documents/{document_id}/processed", summary="The processed file, once COMPLETED")
-async def get_processed(request: Request, user: CurrentUser, document_id: str) -> Response:
+async def get_processed(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     doc = _owned(state, user, document_id)
     media = require_accept(request, (doc.content_type, "application/octet-stream"))
@@ -205,13 +247,10 @@ async def get_processed(request: Request, user: CurrentUser, document_id: str) -
     return Response(document_bytes(doc), media_type=media)
 
 
-@router.api_route(
-    "/documents/{document_id}/extractions/feedback",
-    methods=["PUT", "POST"],
-    status_code=204,
-    summary="Send feedback on extractions",
-)
-async def feedback(request: Request, user: CurrentUser, document_id: str) -> Response:
+@router.put(FEEDBACK_PATH, status_code=204, operation_id="feedback_put", openapi_extra=FEEDBACK_BODY)
+@router.post(FEEDBACK_PATH, status_code=204, operation_id="feedback_post", openapi_extra=FEEDBACK_BODY)
+async def feedback(request: Request, document_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (

@@ -16,6 +16,7 @@ import uuid
 from email.utils import formatdate
 from typing import Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_gini.sandbox.faults import FaultDecision, FaultRule
@@ -34,6 +35,17 @@ def _header(scope: Scope, name: bytes) -> str:
         if key == name:
             return str(value.decode("latin-1"))
     return ""
+
+
+def _route_template(scope: Scope) -> str:
+    """The path template of the request's route, also when a fault kept the handler from running."""
+    route = scope.get("route")
+    if route is None:
+        for candidate in scope["app"].router.routes:
+            if candidate.matches(scope)[0] == Match.FULL:
+                route = candidate
+                break
+    return str(getattr(route, "path", None) or scope["path"])
 
 
 def _tag(send: Send, request_id: str, seen: dict[str, Any]) -> Send:
@@ -136,7 +148,7 @@ class SandboxMiddleware:
         rid: str,
         t0: float,
     ) -> None:
-        route = getattr(scope.get("route"), "path", None) or scope["path"]
+        route = _route_template(scope)
         method = scope["method"]
         status = seen["status"]
         state.route_counts[f"{method} {route}"] += 1
@@ -158,6 +170,8 @@ class SandboxMiddleware:
                 "clientId": extra.get("client_id"),
                 "authScheme": _header(scope, b"authorization").partition(" ")[0],
                 "userAgent": _header(scope, b"user-agent"),
+                "accept": _header(scope, b"accept"),
+                "contentType": _header(scope, b"content-type"),
                 "faults": decision.fired,
             }
         )

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from airflow_provider_gini.sandbox.api_auth import CurrentUser, json_media_type, sandbox
+from airflow_provider_gini.sandbox.api_auth import authenticate, json_media_type, sandbox
 from airflow_provider_gini.sandbox.documents import base_url
 from airflow_provider_gini.sandbox.errors import ApiError
 from airflow_provider_gini.sandbox.invoices import AMOUNT_RE, BIC_RE, iban_is_valid
@@ -80,7 +80,10 @@ def _owned(state: SandboxState, user: User, request_id: str) -> PaymentRequest:
 
 
 @router.post("/paymentRequests", status_code=201, summary="Create a payment request")
-async def create(request: Request, user: CurrentUser) -> Response:
+async def create(
+    request: Request,
+) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     json_media_type(request)
     body = await _json_body(request)
@@ -93,7 +96,10 @@ async def create(request: Request, user: CurrentUser) -> Response:
 
 
 @router.get("/paymentRequests", summary="List payment requests")
-async def list_requests(request: Request, user: CurrentUser) -> Response:
+async def list_requests(
+    request: Request,
+) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
     mine = [_render(request, pr) for pr in state.payment_requests.values() if pr.owner == user.id]
@@ -101,14 +107,16 @@ async def list_requests(request: Request, user: CurrentUser) -> Response:
 
 
 @router.get("/paymentRequests/{request_id}", summary="Get a payment request")
-async def get_request(request: Request, user: CurrentUser, request_id: str) -> Response:
+async def get_request(request: Request, request_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
     return JSONResponse(_render(request, _owned(state, user, request_id)), media_type=media)
 
 
 @router.delete("/paymentRequests/{request_id}", status_code=204, summary="Delete a payment request")
-async def delete_request(request: Request, user: CurrentUser, request_id: str) -> Response:
+async def delete_request(request: Request, request_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     del state.payment_requests[_owned(state, user, request_id).id]
     return Response(status_code=204)
@@ -117,7 +125,8 @@ async def delete_request(request: Request, user: CurrentUser, request_id: str) -
 @router.post(
     "/paymentRequests/{request_id}/payment", status_code=201, summary="Resolve (pay) a payment request"
 )
-async def resolve(request: Request, user: CurrentUser, request_id: str) -> Response:
+async def resolve(request: Request, request_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
     pr = _owned(state, user, request_id)
@@ -132,7 +141,8 @@ async def resolve(request: Request, user: CurrentUser, request_id: str) -> Respo
 
 
 @router.get("/paymentRequests/{request_id}/payment", summary="The payment of a resolved request")
-async def get_payment(request: Request, user: CurrentUser, request_id: str) -> Response:
+async def get_payment(request: Request, request_id: str) -> Response:
+    user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
     pr = _owned(state, user, request_id)
@@ -143,12 +153,24 @@ async def get_payment(request: Request, user: CurrentUser, request_id: str) -> R
     return JSONResponse(body, media_type=media)
 
 
+def _provider(base: str, pid: str) -> dict[str, str]:
+    return {"id": pid, "name": PROVIDERS[pid], "iconLocation": f"{base}/paymentProviders/{pid}/icon"}
+
+
 @router.get("/paymentProviders", summary="Payment providers")
-async def providers(request: Request, user: CurrentUser) -> Response:
+async def providers(
+    request: Request,
+) -> Response:
+    authenticate(request)
     media = json_media_type(request)
     base = base_url(request)
-    body = [
-        {"id": pid, "name": name, "iconLocation": f"{base}/paymentProviders/{pid}/icon"}
-        for pid, name in PROVIDERS.items()
-    ]
-    return JSONResponse(body, media_type=media)
+    return JSONResponse([_provider(base, pid) for pid in PROVIDERS], media_type=media)
+
+
+@router.get("/paymentProviders/{provider_id}", summary="One payment provider")
+async def provider(request: Request, provider_id: str) -> Response:
+    authenticate(request)
+    media = json_media_type(request)
+    if provider_id not in PROVIDERS:
+        raise ApiError(404, f"Payment provider {provider_id} not found")
+    return JSONResponse(_provider(base_url(request), provider_id), media_type=media)

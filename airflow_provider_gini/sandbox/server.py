@@ -128,6 +128,9 @@ class RunningSandbox:
     def revoke_refresh_tokens(self) -> int:
         return int(self._call("POST", "/tokens/revoke-refresh")["revoked"])
 
+    def change_password(self, email: str, password: str) -> None:
+        self._call("PATCH", f"/users/{email}", json={"password": password})
+
     def secrets(self) -> dict[str, list[str]]:
         return dict(self._call("GET", "/secrets"))
 

@@ -89,10 +89,41 @@ def _token_body(state: SandboxState, access: AccessToken, refresh: str | None) -
     return body
 
 
-@router.api_route("/oauth/token", methods=["GET", "POST"], summary="OAuth2 token endpoint")
+TOKEN_FORM = {
+    "requestBody": {
+        "required": False,
+        "content": {
+            "application/x-www-form-urlencoded": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        k: {"type": "string"}
+                        for k in (
+                            "grant_type",
+                            "username",
+                            "password",
+                            "refresh_token",
+                            "client_id",
+                            "client_secret",
+                        )
+                    },
+                }
+            }
+        },
+    },
+    "parameters": [{"name": "grant_type", "in": "query", "required": False, "schema": {"type": "string"}}],
+}
+
+
+@router.get("/oauth/token", operation_id="token_get", summary="OAuth2 token endpoint (client_credentials)")
+@router.post(
+    "/oauth/token", operation_id="token_post", summary="OAuth2 token endpoint", openapi_extra=TOKEN_FORM
+)
 async def token(request: Request) -> Response:
     state = sandbox(request)
     form = _form(request, await request.body())
+    if len(request.query_params.getlist("grant_type")) > 1:
+        raise OAuthError(400, "invalid_request", "Parameter 'grant_type' is repeated")
     query_grant = request.query_params.get("grant_type")
     body_grant = form.pop("grant_type", None)
     if query_grant and body_grant and query_grant != body_grant:

@@ -1,0 +1,373 @@
+"""The Gini document API: thin methods over ``GiniSession.call``."""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
+
+import requests
+
+from airflow_provider_gini.client.errors import (
+    GiniConfigError,
+    GiniProcessingError,
+    GiniProcessingTimeout,
+    GiniProtocolError,
+)
+from airflow_provider_gini.client.transport import GiniSession, json_of
+
+MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+FileInput = str | os.PathLike[str] | bytes | IO[bytes]
+Moment = datetime | int | float
+_MAGIC = (
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF8", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+
+
+def epoch_ms(moment: Moment) -> int:
+    """Epoch milliseconds from an aware datetime (naive means UTC) or a number of epoch ms."""
+    if isinstance(moment, datetime):
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return int(moment.timestamp() * 1000)
+    if isinstance(moment, bool) or not isinstance(moment, (int, float)):
+        raise GiniConfigError(f"Expected a datetime or epoch milliseconds, got {type(moment).__name__}")
+    return int(moment)
+
+
+def segment(document_id: str) -> str:
+    if not isinstance(document_id, str) or not document_id.strip() or len(document_id) > 200:
+        raise GiniConfigError(f"Invalid Gini document id: {document_id!r}")
+    return quote(document_id, safe="")
+
+
+def _created(doc: Any) -> int:
+    created = doc.get("creationDate") if isinstance(doc, dict) else None
+    if isinstance(created, bool) or not isinstance(created, int):
+        raise GiniProtocolError("Gini listed a document without an integer creationDate")
+    return created
+
+
+class GiniAPI:
+    """The document and payment API. Subclasses provide the ``gini`` session."""
+
+    @property
+    def gini(self) -> GiniSession:
+        raise NotImplementedError
+
+    def _json(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        return self.gini.call(method, path, what=what, read=json_of, **kwargs)
+
+    def get_access_token(self) -> str:
+        """A valid user access token (cached and refreshed by the session)."""
+        return self.gini.tokens.token()
+
+    def list_documents(
+        self, limit: int = 20, offset: int = 0, next_cursor: int | None = None
+    ) -> dict[str, Any]:
+        """One page of documents, newest first: ``{"totalCount", "documents", "next"?}``."""
+        params: dict[str, int] = {"limit": limit, "offset": offset}
+        if next_cursor is not None:
+            params["next"] = next_cursor
+        page = self._json("GET", "/documents", "GET /documents", params=params)
+        if not isinstance(page, dict) or not isinstance(page.get("documents"), list):
+            raise GiniProtocolError("Gini answered a document list without a 'documents' list")
+        return page
+
+    def iter_documents(
+        self, created_after: Moment | None = None, created_before: Moment | None = None, page_size: int = 100
+    ) -> Iterator[dict[str, Any]]:
+        """Every document created in ``[created_after, created_before)``, newest first, each once.
+
+        Pages by the creation-date cursor, not by offset, so documents added or deleted while it
+        pages neither repeat nor shift others out; and it stops at the first document older than
+        the window instead of listing everything.
+        """
+        lower = epoch_ms(created_after) if created_after is not None else None
+        cursor = epoch_ms(created_before) if created_before is not None else None
+        while True:
+            page = self.list_documents(limit=page_size, next_cursor=cursor)
+            docs = page["documents"]
+            for doc in docs:
+                created = _created(doc)
+                if cursor is not None and created >= cursor:
+                    raise GiniProtocolError(
+                        "Gini listed a document at or after the 'next' cursor; paging stopped"
+                    )
+                if lower is not None and created < lower:
+                    return
+                cursor = created
+                yield doc
+            following = page.get("next")
+            if not docs or following is None:
+                return
+            if (
+                isinstance(following, bool)
+                or not isinstance(following, int)
+                or following > (cursor or following)
+            ):
+                raise GiniProtocolError("Gini answered a 'next' cursor that does not move back in time")
+            cursor = following
+
+    def get_document(self, document_id: str) -> dict[str, Any]:
+        doc = self._json("GET", f"/documents/{segment(document_id)}", "GET /documents/{id}")
+        if not isinstance(doc, dict) or not isinstance(doc.get("progress"), str):
+            raise GiniProtocolError("Gini answered a document without a progress")
+        return doc
+
+    def get_extractions(self, document_id: str) -> dict[str, Any]:
+        body = self._json(
+            "GET", f"/documents/{segment(document_id)}/extractions", "GET /documents/{id}/extractions"
+        )
+        if not isinstance(body, dict):
+            raise GiniProtocolError("Gini answered extractions that are not a JSON object")
+        return body
+
+    def get_layout(self, document_id: str) -> dict[str, Any]:
+        body = self._json("GET", f"/documents/{segment(document_id)}/layout", "GET /documents/{id}/layout")
+        if not isinstance(body, dict):
+            raise GiniProtocolError("Gini answered a layout that is not a JSON object")
+        return body
+
+    def get_pages(self, document_id: str) -> list[dict[str, Any]]:
+        body = self._json("GET", f"/documents/{segment(document_id)}/pages", "GET /documents/{id}/pages")
+        if not isinstance(body, list):
+            raise GiniProtocolError("Gini answered pages that are not a JSON list")
+        return body
+
+    def download_processed(self, document_id: str, destination: str | os.PathLike[str] | IO[bytes]) -> int:
+        """Stream the processed file to a path (written atomically) or a binary file object.
+
+        Returns the number of bytes written. A broken download is retried from the start.
+        """
+        path = f"/documents/{segment(document_id)}/processed"
+        headers = {"Accept": "application/octet-stream, */*;q=0.5"}
+        if isinstance(destination, (str, os.PathLike)):
+            target = Path(destination)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    written = self._stream(path, headers, out)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            return written
+        return self._stream(path, headers, destination)
+
+    def _stream(self, path: str, headers: dict[str, str], out: IO[bytes]) -> int:
+        start = out.tell() if out.seekable() else None
+
+        def read(response: requests.Response) -> int:
+            if start is not None:
+                out.seek(start)
+                out.truncate()
+            written = 0
+            for chunk in response.iter_content(chunk_size=256 * 1024):
+                out.write(chunk)
+                written += len(chunk)
+            return written
+
+        # Only a seekable destination can be rewound, so only then is a broken stream retried.
+        return self.gini.call(
+            "GET",
+            path,
+            what="GET /documents/{id}/processed",
+            read=read,
+            stream=True,
+            headers=headers,
+            idempotent=start is not None,
+        )
+
+    def upload_document(
+        self,
+        file: FileInput,
+        filename: str | None = None,
+        doctype: str | None = None,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """Upload a document (a path, bytes or a binary file object) and return its id.
+
+        Not idempotent: it is retried only when the request provably never reached Gini, so a
+        retry can never create a second document.
+        """
+        data, name = _read_upload(file, filename)
+        media = content_type or _guess_type(data, name)
+        params = {k: v for k, v in (("filename", name), ("doctype", doctype)) if v}
+        headers = {"Content-Type": media}
+        for key, value in (metadata or {}).items():
+            if not key.isascii() or not str(value).isascii():
+                raise GiniConfigError(f"Document metadata must be ASCII: {key!r}")
+            headers[f"X-Document-Metadata-{key}"] = str(value)
+        return self._create("/documents", "POST /documents", data=data, params=params, headers=headers)
+
+    def create_composite_document(
+        self, partials: Sequence[str], rotations: Sequence[int] | None = None
+    ) -> str:
+        """A composite document from partial documents (ids or URIs), in page order."""
+        if not partials:
+            raise GiniConfigError("A composite document needs at least one partial document")
+        rotations = list(rotations or [0] * len(partials))
+        if len(rotations) != len(partials):
+            raise GiniConfigError("Give one rotation per partial document")
+        body = {
+            "partialDocuments": [
+                {
+                    "document": p if "://" in p else self.gini.url(f"/documents/{segment(p)}"),
+                    "rotationDelta": r,
+                }
+                for p, r in zip(partials, rotations, strict=True)
+            ]
+        }
+        media = f"application/vnd.gini.v{self.gini.settings.api_version}.composite+json"
+        return self._create(
+            "/documents", "POST /documents (composite)", json=body, headers={"Content-Type": media}
+        )
+
+    def _create(self, path: str, what: str, **kwargs: Any) -> str:
+        def location(response: requests.Response) -> str:
+            value = response.headers.get("Location", "")
+            created = value.rstrip("/").rsplit("/", 1)[-1]
+            if not created:
+                raise GiniProtocolError(f"Gini answered 201 to {what} without a Location")
+            return created
+
+        return self.gini.call(
+            "POST", path, what=what, read=location, idempotent=False, expect=(201,), **kwargs
+        )
+
+    def wait_for_processing(
+        self, document_id: str, timeout: float = 300.0, poll_interval: float = 1.0
+    ) -> dict[str, Any]:
+        """Poll until the document is COMPLETED and return it; raise on ERROR and on timeout."""
+        deadline = time.monotonic() + timeout
+        while True:
+            doc = self.get_document(document_id)
+            if doc["progress"] == "COMPLETED":
+                return doc
+            if doc["progress"] == "ERROR":
+                raise GiniProcessingError(
+                    f"Gini could not process document {document_id} (progress ERROR)", document_id=document_id
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise GiniProcessingTimeout(
+                    f"Document {document_id} was still {doc['progress']} after {timeout:g} s",
+                    document_ids=[document_id],
+                )
+            time.sleep(min(poll_interval, remaining))
+
+    def send_feedback(
+        self,
+        document_id: str,
+        extractions: Mapping[str, Any],
+        compound_extractions: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Send corrected extractions, e.g. ``{"amountToPay": {"value": "12.50:EUR"}}`` (PUT; idempotent)."""
+        body: dict[str, Any] = {"extractions": dict(extractions)}
+        if compound_extractions:
+            body["compoundExtractions"] = dict(compound_extractions)
+        self.gini.call(
+            "PUT",
+            f"/documents/{segment(document_id)}/extractions/feedback",
+            what="PUT feedback",
+            read=lambda r: None,
+            json=body,
+            expect=(204,),
+            headers={"Content-Type": self.gini.settings.media_type},
+        )
+
+    def delete_document(self, document_id: str) -> None:
+        self.gini.call(
+            "DELETE",
+            f"/documents/{segment(document_id)}",
+            what="DELETE /documents/{id}",
+            read=lambda r: None,
+            expect=(204,),
+        )
+
+    def create_payment_request(
+        self,
+        *,
+        payment_provider: str,
+        recipient: str,
+        iban: str,
+        amount: str,
+        purpose: str,
+        bic: str | None = None,
+        source_document: str | None = None,
+    ) -> str:
+        """Create a payment request and return its id. ``amount`` looks like ``"12.50:EUR"``."""
+        body = {
+            "paymentProvider": payment_provider,
+            "recipient": recipient,
+            "iban": iban,
+            "amount": amount,
+            "purpose": purpose,
+        }
+        if bic:
+            body["bic"] = bic
+        if source_document:
+            body["sourceDocumentLocation"] = (
+                source_document
+                if "://" in source_document
+                else self.gini.url(f"/documents/{segment(source_document)}")
+            )
+        return self._create(
+            "/paymentRequests",
+            "POST /paymentRequests",
+            json=body,
+            headers={"Content-Type": self.gini.settings.media_type},
+        )
+
+    def get_payment_request(self, payment_request_id: str) -> dict[str, Any]:
+        body = self._json(
+            "GET", f"/paymentRequests/{segment(payment_request_id)}", "GET /paymentRequests/{id}"
+        )
+        if not isinstance(body, dict):
+            raise GiniProtocolError("Gini answered a payment request that is not a JSON object")
+        return body
+
+
+def _read_upload(file: FileInput, filename: str | None) -> tuple[bytes, str | None]:
+    if isinstance(file, (bytes, bytearray)):
+        data, name = bytes(file), filename
+    elif isinstance(file, (str, os.PathLike)):
+        path = Path(file)
+        if not path.is_file():
+            raise GiniConfigError(f"Cannot upload {str(path)!r}: no such file")
+        data, name = path.read_bytes(), filename or path.name
+    elif hasattr(file, "read"):
+        data = file.read()
+        if not isinstance(data, bytes):
+            raise GiniConfigError("Open the file in binary mode ('rb') to upload it")
+        name = filename or (
+            Path(str(file.name)).name if isinstance(getattr(file, "name", None), str) else None
+        )
+    else:
+        raise GiniConfigError(f"Cannot upload a {type(file).__name__}: give a path, bytes or a binary file")
+    if not data:
+        raise GiniConfigError("Cannot upload an empty document")
+    if len(data) >= MAX_UPLOAD_BYTES:
+        raise GiniConfigError(f"The document has {len(data)} bytes; Gini accepts documents under 10 MiB")
+    return data, name
+
+
+def _guess_type(data: bytes, name: str | None) -> str:
+    for magic, media in _MAGIC:
+        if data.startswith(magic):
+            return media
+    guessed = mimetypes.guess_type(name)[0] if name else None
+    return guessed or "application/octet-stream"

@@ -1,0 +1,112 @@
+"""Typed errors. They carry the status and the request id, never the request, its headers or
+its body, so printing one can leak no credential or token."""
+
+from __future__ import annotations
+
+
+class GiniError(Exception):
+    """Base of every error this package raises about Gini."""
+
+    def __init__(self, message: str, *, status: int | None = None, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        details = [
+            f"HTTP {self.status}" if self.status else "",
+            f"X-Request-Id {self.request_id}" if self.request_id else "",
+        ]
+        details = [d for d in details if d]
+        return f"{self.message} ({', '.join(details)})" if details else self.message
+
+
+class GiniConfigError(GiniError, ValueError):
+    """The connection or the arguments are wrong; retrying cannot help. The message says what to fix."""
+
+
+class GiniAuthError(GiniError):
+    """The user center refused to issue a token. Not retried: repeated password attempts can lock
+    the account."""
+
+
+class GiniInvalidUserCredentials(GiniAuthError):
+    """The user's login or password was refused (``invalid_grant`` on the password grant)."""
+
+
+class GiniInvalidClientCredentials(GiniAuthError):
+    """The OAuth client id or secret was refused (``invalid_client``)."""
+
+
+class GiniRefreshRejected(GiniAuthError):
+    """The refresh token was refused (``invalid_grant``); the client falls back to one password grant."""
+
+
+class GiniTransportError(GiniError):
+    """The request did not complete: no connection, a timeout, or the connection broke.
+
+    ``sent`` is False only when the request provably never reached the server (the connection
+    could not be made), which is when even a non-idempotent request may be sent again.
+    """
+
+    def __init__(self, message: str, *, sent: bool) -> None:
+        super().__init__(message)
+        self.sent = sent
+
+
+class GiniProtocolError(GiniError):
+    """Gini answered something this client cannot read: not JSON, truncated, or missing fields."""
+
+
+class GiniHTTPError(GiniError):
+    """Gini answered with an error status."""
+
+    def __init__(
+        self, message: str, *, status: int, request_id: str | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message, status=status, request_id=request_id)
+        self.retry_after = retry_after
+
+
+class GiniNotFound(GiniHTTPError):
+    """404: the document (or resource) does not exist for this user."""
+
+
+class GiniConflict(GiniHTTPError):
+    """409: the resource is not in a state for this request (e.g. still PENDING)."""
+
+
+class GiniRejected(GiniHTTPError):
+    """400, 413, 415 or 422: Gini refused the request's content."""
+
+
+class GiniUnauthorized(GiniHTTPError):
+    """401 on an API call even after re-authenticating, or 403."""
+
+
+class GiniRetryError(GiniError):
+    """Transient failures went on past the retry budget (or a Retry-After exceeded it)."""
+
+    def __init__(self, message: str, *, attempts: int, last: BaseException | None) -> None:
+        status = last.status if isinstance(last, GiniError) else None
+        request_id = last.request_id if isinstance(last, GiniError) else None
+        super().__init__(message, status=status, request_id=request_id)
+        self.attempts = attempts
+        self.last = last
+
+
+class GiniProcessingError(GiniError):
+    """Gini finished processing a document with progress ERROR."""
+
+    def __init__(self, message: str, *, document_id: str) -> None:
+        super().__init__(message)
+        self.document_id = document_id
+
+
+class GiniProcessingTimeout(GiniError):
+    """A document was still PENDING when the wait ran out."""
+
+    def __init__(self, message: str, *, document_ids: list[str]) -> None:
+        super().__init__(message)
+        self.document_ids = document_ids

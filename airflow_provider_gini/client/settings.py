@@ -1,0 +1,124 @@
+"""Everything the client needs to know, checked once, before any request is made."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from airflow_provider_gini.client.errors import GiniConfigError
+
+DEFAULT_API_URL = "https://pay-api.gini.net"
+DEFAULT_USER_CENTER_URL = "https://user.gini.net"
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    """Bounds of the one retry policy.
+
+    The defaults ride out a Gini outage of about a minute (a burst of 503s for 30 s is far
+    inside them) for unattended scheduled jobs: 8 attempts with exponential backoff from
+    0.5 s, capped at 30 s per wait and 120 s in all.
+    """
+
+    max_attempts: int = 8
+    max_elapsed: float = 120.0
+    backoff_initial: float = 0.5
+    backoff_max: float = 30.0
+    retry_after_cap: float = 60.0
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1:
+            raise GiniConfigError("retry max_attempts must be at least 1")
+        for name in ("max_elapsed", "backoff_initial", "backoff_max", "retry_after_cap"):
+            if getattr(self, name) < 0:
+                raise GiniConfigError(f"retry {name} must not be negative")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    client_id: str
+    client_secret: str = field(repr=False)
+    username: str
+    password: str = field(repr=False)
+    api_url: str = DEFAULT_API_URL
+    user_center_url: str = DEFAULT_USER_CENTER_URL
+    api_version: int = 1
+    connect_timeout: float = 10.0
+    read_timeout: float = 60.0
+    refresh_leeway: float = 60.0
+    pool_size: int = 10
+    verify: bool | str = True
+    retry: RetrySettings = field(default_factory=RetrySettings)
+
+    def __post_init__(self) -> None:
+        for name, where in (
+            ("client_id", "the connection's extra 'client_id'"),
+            ("client_secret", "the connection's extra 'client_secret'"),
+            ("username", "the connection's Login (the Gini user's email)"),
+            ("password", "the connection's Password (the Gini user's password)"),
+        ):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                raise GiniConfigError(f"Gini connection: {name} is missing; set {where}")
+        object.__setattr__(self, "api_url", secure_base_url(self.api_url, "host"))
+        object.__setattr__(self, "user_center_url", secure_base_url(self.user_center_url, "user_center_url"))
+        if (
+            isinstance(self.api_version, bool)
+            or not isinstance(self.api_version, int)
+            or self.api_version < 1
+        ):
+            raise GiniConfigError(
+                f"Gini connection: api_version must be a positive integer, got {self.api_version!r}"
+            )
+        for name in ("connect_timeout", "read_timeout"):
+            if getattr(self, name) <= 0:
+                raise GiniConfigError(f"Gini connection: {name} must be a positive number of seconds")
+        if self.pool_size < 1:
+            raise GiniConfigError("Gini connection: pool_size must be at least 1")
+
+    @property
+    def media_type(self) -> str:
+        return f"application/vnd.gini.v{self.api_version}+json"
+
+    @property
+    def timeout(self) -> tuple[float, float]:
+        return (self.connect_timeout, self.read_timeout)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def secure_base_url(value: str, name: str) -> str:
+    """``https://host[:port][/prefix]`` from a URL or a bare host; plain http only for loopback."""
+    if not isinstance(value, str) or not value.strip():
+        raise GiniConfigError(f"Gini connection: {name} is empty; give a URL like https://pay-api.gini.net")
+    raw = value.strip()
+    if "://" not in raw:
+        raw = f"https://{raw}"
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise GiniConfigError(f"Gini connection: {name} {value!r} is not a valid URL") from exc
+    host = parts.hostname or ""
+    if not host or parts.username or parts.password or parts.query or parts.fragment or " " in raw:
+        raise GiniConfigError(
+            f"Gini connection: {name} {value!r} is not a valid base URL; give e.g. https://pay-api.gini.net"
+        )
+    if parts.scheme not in ("https", "http"):
+        raise GiniConfigError(f"Gini connection: {name} must use https, not {parts.scheme!r}")
+    if parts.scheme == "http" and not is_loopback(host):
+        raise GiniConfigError(
+            f"Gini connection: {name} uses plain http to {host}; credentials are only sent over https "
+            "(plain http is allowed for loopback hosts such as the Gini sandbox)"
+        )
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None:
+        netloc += f":{port}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"

@@ -1,0 +1,430 @@
+"""The sandbox's document API over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from airflow_provider_gini.sandbox import DEMO_CLIENT, DEMO_USER, OTHER_USER, RunningSandbox, UserSpec
+from airflow_provider_gini.sandbox.invoices import iban_de
+
+V1 = "application/vnd.gini.v1+json"
+PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32
+
+
+def login(sandbox: RunningSandbox, user: UserSpec = DEMO_USER) -> str:
+    response = httpx.post(
+        f"{sandbox.base_url}/oauth/token?grant_type=password",
+        auth=(DEMO_CLIENT.client_id, DEMO_CLIENT.client_secret),
+        data={"username": user.email, "password": user.password},
+        headers={"Accept": "application/json"},
+    )
+    response.raise_for_status()
+    return str(response.json()["access_token"])
+
+
+@pytest.fixture
+def api(gini_sandbox: RunningSandbox) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {login(gini_sandbox)}", "Accept": V1}
+    with httpx.Client(base_url=gini_sandbox.base_url, headers=headers) as client:
+        yield client
+
+
+def upload(
+    api: httpx.Client, body: bytes = PDF, media: str = "application/pdf", **params: str
+) -> httpx.Response:
+    return api.post("/documents", content=body, headers={"Content-Type": media}, params=params)
+
+
+def doc_id(response: httpx.Response) -> str:
+    assert response.status_code == 201, response.text
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def test_bearer_scheme_is_case_insensitive(gini_sandbox: RunningSandbox) -> None:
+    token = login(gini_sandbox)
+    for scheme in ("Bearer", "bearer", "BEARER"):
+        response = httpx.get(
+            f"{gini_sandbox.base_url}/documents", headers={"Authorization": f"{scheme} {token}"}
+        )
+        assert response.status_code == 200, scheme
+
+
+@pytest.mark.parametrize(
+    ("authorization", "challenge"),
+    [
+        (None, 'Bearer realm="Gini API"'),
+        ("Bearer 00000000-0000-0000-0000-000000000000", 'error="invalid_token"'),
+        ("Basic Zm9vOmJhcg==", 'Bearer realm="Gini API"'),
+    ],
+)
+def test_unauthenticated_requests_get_401_with_challenge(
+    gini_sandbox: RunningSandbox, authorization: str | None, challenge: str
+) -> None:
+    headers = {"Authorization": authorization} if authorization else {}
+    response = httpx.get(f"{gini_sandbox.base_url}/documents", headers=headers)
+    assert response.status_code == 401
+    assert challenge in response.headers["WWW-Authenticate"]
+    body = response.json()
+    assert set(body) == {"message", "requestId"}
+    assert body["requestId"] == response.headers["X-Request-Id"]
+
+
+def test_expired_token_gets_invalid_token(gini_sandbox: RunningSandbox) -> None:
+    token = login(gini_sandbox)
+    gini_sandbox.advance_clock(3600)
+    response = httpx.get(f"{gini_sandbox.base_url}/documents", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_client_token_cannot_read_documents(gini_sandbox: RunningSandbox) -> None:
+    token = httpx.get(
+        f"{gini_sandbox.base_url}/oauth/token?grant_type=client_credentials",
+        auth=(DEMO_CLIENT.client_id, DEMO_CLIENT.client_secret),
+    ).json()["access_token"]
+    response = httpx.get(f"{gini_sandbox.base_url}/documents", headers={"Authorization": f"Bearer {token}"})
+    assert response.status_code == 403
+
+
+@pytest.mark.parametrize("accept", ["application/xml", "text/html", "application/vnd.gini.v9+json"])
+def test_unsupported_accept_is_406(api: httpx.Client, accept: str) -> None:
+    response = api.get("/documents", headers={"Accept": accept})
+    assert response.status_code == 406
+    assert "application/vnd.gini.v1+json" in response.json()["message"]
+
+
+@pytest.mark.parametrize("accept", [V1, "application/json", "*/*", "application/xml, application/json;q=0.5"])
+def test_supported_accept_answers_vendor_json(api: httpx.Client, accept: str) -> None:
+    response = api.get("/documents", headers={"Accept": accept})
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith(V1)
+
+
+def test_every_response_has_a_request_id(api: httpx.Client) -> None:
+    responses = [
+        api.get("/documents"),
+        api.get("/documents/nope"),
+        api.get("/no-such-route"),
+        upload(api, b"x"),
+    ]
+    ids = [r.headers["X-Request-Id"] for r in responses]
+    assert all(uuid.UUID(i) for i in ids)
+    assert len(set(ids)) == len(ids)
+    assert [r.status_code for r in responses] == [200, 404, 404, 400]
+    assert all(r.json()["requestId"] == r.headers["X-Request-Id"] for r in responses[1:])
+
+
+def test_raw_upload_answers_201_with_absolute_location(
+    api: httpx.Client, gini_sandbox: RunningSandbox
+) -> None:
+    response = upload(api, filename="rechnung.pdf", doctype="Invoice")
+    location = response.headers["Location"]
+    assert location.startswith(f"{gini_sandbox.base_url}/documents/")
+    doc = api.get(location).json()
+    assert doc["name"] == "rechnung.pdf"
+    assert doc["progress"] == "COMPLETED"
+    assert doc["sourceClassification"] == "NATIVE"
+    assert doc["_links"]["document"] == location
+    for link in ("extractions", "layout", "processed"):
+        assert doc["_links"][link] == f"{location}/{link}"
+    assert api.get(f"{location}/processed", headers={"Accept": "application/octet-stream"}).content == PDF
+
+
+def test_multipart_upload_takes_the_part_filename(api: httpx.Client) -> None:
+    response = api.post("/documents", files={"file": ("scan.png", io.BytesIO(PNG), "image/png")})
+    doc = api.get(f"/documents/{doc_id(response)}").json()
+    assert doc["name"] == "scan.png"
+    assert doc["sourceClassification"] == "SCANNED"
+
+
+def test_multipart_without_file_field_is_400(api: httpx.Client) -> None:
+    response = api.post("/documents", files={"other": ("a.pdf", io.BytesIO(PDF), "application/pdf")})
+    assert response.status_code == 400
+    assert "'file'" in response.json()["message"]
+
+
+def test_octet_stream_is_sniffed(api: httpx.Client) -> None:
+    response = upload(api, PNG, "application/octet-stream")
+    assert api.get(f"/documents/{doc_id(response)}").json()["sourceClassification"] == "SCANNED"
+    assert upload(api, b"PK\x03\x04zipzip", "application/octet-stream").status_code == 415
+
+
+@pytest.mark.parametrize(
+    ("body", "media", "status"),
+    [
+        (b"not a pdf", "application/pdf", 400),
+        (b"", "application/pdf", 400),
+        (b"<xml/>", "application/xml", 415),
+        (b"\xff\xfe\xfa", "text/plain", 400),
+        (PDF, "application/vnd.gini.v1.partial+docx", 415),
+        (PDF, "application/vnd.gini.v7.partial+pdf", 415),
+    ],
+)
+def test_bad_uploads(api: httpx.Client, body: bytes, media: str, status: int) -> None:
+    response = upload(api, body, media)
+    assert response.status_code == status
+    assert response.json()["message"]
+
+
+def test_upload_over_10_mib_is_413(api: httpx.Client) -> None:
+    response = upload(api, PDF + b"0" * (10 * 1024 * 1024))
+    assert response.status_code == 413
+
+
+def test_text_upload_limit_is_512_kib(api: httpx.Client) -> None:
+    assert upload(api, "Rechnung über 12,00 EUR".encode(), "text/plain").status_code == 201
+    assert upload(api, b"a" * (512 * 1024 + 1), "text/plain").status_code == 413
+
+
+def test_partials_and_composite(api: httpx.Client) -> None:
+    first = upload(api, PDF, "application/vnd.gini.v1.partial+pdf").headers["Location"]
+    second = upload(api, PNG, "application/vnd.gini.v1.partial+png").headers["Location"]
+    composite_body = {"partialDocuments": [{"document": first, "rotationDelta": 0}, {"document": second}]}
+    response = api.post(
+        "/documents",
+        content=json.dumps(composite_body),
+        headers={"Content-Type": "application/vnd.gini.v1.composite+json"},
+    )
+    composite = api.get(response.headers["Location"]).json()
+    assert composite["sourceClassification"] == "COMPOSITE"
+    assert composite["pageCount"] == 2
+    assert [p["document"] for p in composite["partialDocuments"]] == [first, second]
+    assert api.get(first).json()["compositeDocuments"] == [{"document": response.headers["Location"]}]
+
+
+def test_qr_partial(api: httpx.Client) -> None:
+    iban = iban_de("10070000", 42)
+    qr = {
+        "qrcode": "bank://singlepaymentsepa?x",
+        "paymentdata": {"iban": iban, "paymentRecipient": "Elektro Krause KG"},
+    }
+    response = upload(api, json.dumps(qr).encode(), "application/vnd.gini.v1.partial+qr+json")
+    extractions = api.get(f"/documents/{doc_id(response)}/extractions").json()["extractions"]
+    assert extractions["iban"]["value"] == iban
+    missing = upload(api, b'{"qrcode": "x"}', "application/vnd.gini.v1.partial+qr+json")
+    assert missing.status_code == 400
+
+
+def test_composite_of_someone_elses_partial_is_400(gini_sandbox: RunningSandbox, api: httpx.Client) -> None:
+    partial = upload(api, PDF, "application/vnd.gini.v1.partial+pdf").headers["Location"]
+    other = {"Authorization": f"Bearer {login(gini_sandbox, OTHER_USER)}", "Accept": V1}
+    response = httpx.post(
+        f"{gini_sandbox.base_url}/documents",
+        content=json.dumps({"partialDocuments": [{"document": partial}]}),
+        headers={**other, "Content-Type": "application/vnd.gini.v1.composite+json"},
+    )
+    assert response.status_code == 400
+    not_partial = upload(api).headers["Location"]
+    response = api.post(
+        "/documents",
+        content=json.dumps({"partialDocuments": [{"document": not_partial}]}),
+        headers={"Content-Type": "application/vnd.gini.v1.composite+json"},
+    )
+    assert response.status_code == 400
+
+
+def test_listing_is_newest_first_with_offset_and_total(
+    api: httpx.Client, gini_sandbox: RunningSandbox
+) -> None:
+    everything = gini_sandbox.documents()
+    first = api.get("/documents", params={"limit": 5}).json()
+    second = api.get("/documents", params={"limit": 5, "offset": 5}).json()
+    assert first["totalCount"] == second["totalCount"] == len(everything)
+    dates = [d["creationDate"] for d in first["documents"] + second["documents"]]
+    assert dates == sorted(dates, reverse=True)
+    assert [d["id"] for d in first["documents"] + second["documents"]] == [d["id"] for d in everything[:10]]
+    assert api.get("/documents", params={"limit": 5, "offset": 10_000}).json()["documents"] == []
+
+
+@pytest.mark.parametrize(
+    "params", [{"limit": 0}, {"limit": 251}, {"offset": -1}, {"limit": "x"}, {"next": -5}]
+)
+def test_listing_rejects_bad_parameters(api: httpx.Client, params: dict[str, object]) -> None:
+    response = api.get("/documents", params=params)
+    assert response.status_code == 400
+    assert "requestId" in response.json()
+
+
+def test_next_cursor_is_stable_while_documents_are_added(
+    api: httpx.Client, gini_sandbox: RunningSandbox
+) -> None:
+    expected = [d["id"] for d in gini_sandbox.documents()]
+    seen: list[str] = []
+    page = api.get("/documents", params={"limit": 7}).json()
+    while True:
+        seen += [d["id"] for d in page["documents"]]
+        # New documents arrive between pages: they are newer, so the cursor never shows them twice or shifts.
+        gini_sandbox.insert_documents(count=2)
+        if "next" not in page:
+            break
+        page = api.get("/documents", params={"limit": 7, "next": page["next"]}).json()
+    assert seen == expected
+
+
+def test_creation_dates_are_unique_per_user(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    gini_sandbox.insert_documents(count=3, creationDate=1767600000000, spacingMs=1)
+    gini_sandbox.insert_documents(count=3, creationDate=1767600000000, spacingMs=1)
+    dates = [d["creationDate"] for d in gini_sandbox.documents()]
+    assert len(dates) == len(set(dates))
+
+
+def test_processing_goes_pending_then_completed(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    gini_sandbox.settings(processing_delay=30)
+    location = upload(api).headers["Location"]
+    assert api.get(location).json()["progress"] == "PENDING"
+    for resource in ("extractions", "layout", "pages", "processed"):
+        response = api.get(f"{location}/{resource}", headers={"Accept": "*/*"})
+        assert response.status_code == 409, resource
+        assert "PENDING" in response.json()["message"]
+    gini_sandbox.advance_clock(31)
+    assert api.get(location).json()["progress"] == "COMPLETED"
+    assert api.get(f"{location}/extractions").status_code == 200
+
+
+def test_marked_document_ends_in_error(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    location = upload(api, filename="broken-gini-error.pdf").headers["Location"]
+    assert api.get(location).json()["progress"] == "ERROR"
+    assert api.get(f"{location}/extractions").json()["extractions"] == {}
+    assert api.get(f"{location}/layout").status_code == 409
+
+
+def test_extractions_shape(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    invoices = [
+        d
+        for d in gini_sandbox.documents()
+        if d["name"].startswith("rechnung") and d["progress"] == "COMPLETED"
+    ]
+    body = api.get(f"/documents/{invoices[0]['id']}/extractions").json()
+    extractions = body["extractions"]
+    for label in ("amountToPay", "iban", "bic", "paymentRecipient", "paymentReference"):
+        assert isinstance(extractions[label]["value"], str), label
+        assert extractions[label]["entity"]
+    assert extractions["amountToPay"]["value"].endswith(":EUR")
+    pool = extractions["amountToPay"]["candidates"]
+    assert isinstance(pool, str)
+    assert extractions["amountToPay"]["value"] in [c["value"] for c in body["candidates"][pool]]
+    box = extractions["iban"]["box"]
+    assert set(box) == {"page", "left", "top", "width", "height"}
+    items = body["compoundExtractions"]["lineItems"]
+    assert items
+    assert all(item["grossPrice"]["value"].endswith(":EUR") for item in items)
+
+
+def test_uploading_a_sandbox_pdf_extracts_what_it_prints(
+    api: httpx.Client, gini_sandbox: RunningSandbox
+) -> None:
+    seeded = next(d for d in gini_sandbox.documents() if d["name"].endswith(".pdf"))
+    original = api.get(f"/documents/{seeded['id']}/extractions").json()
+    data = api.get(f"/documents/{seeded['id']}/processed", headers={"Accept": "application/pdf"}).content
+    copy = doc_id(upload(api, data))
+    assert api.get(f"/documents/{copy}/extractions").json()["extractions"] == original["extractions"]
+
+
+def test_layout_pages_and_page_images(api: httpx.Client) -> None:
+    location = upload(api).headers["Location"]
+    layout = api.get(f"{location}/layout").json()
+    words = [
+        w["text"]
+        for line in layout["pages"][0]["textZones"][0]["paragraphs"][0]["lines"]
+        for w in line["wds"]
+    ]
+    assert "IBAN:" in words
+    pages = api.get(f"{location}/pages").json()
+    assert pages[0]["pageNumber"] == 1
+    image_url = pages[0]["images"]["750x900"]
+    image = api.get(image_url, headers={"Accept": "image/*"})
+    assert image.headers["Content-Type"] == "image/png"
+    assert image.content.startswith(b"\x89PNG")
+    assert api.get(image_url, headers={"Accept": V1}).status_code == 406
+    assert api.get(f"{location}/pages/2/750x900", headers={"Accept": "image/png"}).status_code == 404
+    assert api.get(f"{location}/pages/1/10x10", headers={"Accept": "image/png"}).status_code == 404
+
+
+def test_processed_honours_accept(api: httpx.Client) -> None:
+    location = upload(api).headers["Location"]
+    assert api.get(f"{location}/processed", headers={"Accept": "application/pdf"}).content == PDF
+    assert api.get(f"{location}/processed", headers={"Accept": "text/html"}).status_code == 406
+
+
+@pytest.mark.parametrize("method", ["PUT", "POST"])
+def test_feedback_is_accepted_and_recorded(
+    api: httpx.Client, gini_sandbox: RunningSandbox, method: str
+) -> None:
+    document = doc_id(upload(api))
+    feedback = {
+        "extractions": {
+            "iban": {"value": iban_de("10050000", 99), "entity": "iban"},
+            "amountToPay": {"value": "12.50:EUR", "entity": "amount"},
+        },
+        "compoundExtractions": {"lineItems": [{"grossPrice": {"value": "12.50:EUR", "entity": "amount"}}]},
+    }
+    response = api.request(
+        method, f"/documents/{document}/extractions/feedback", json=feedback, headers={"Content-Type": V1}
+    )
+    assert response.status_code == 204
+    assert gini_sandbox.document(document)["feedback"] == [feedback]
+
+
+@pytest.mark.parametrize(
+    ("extractions", "status"),
+    [
+        ({"iban": {"value": "DE00123456780000000000", "entity": "iban"}}, 422),
+        ({"amountToPay": {"value": "twelve euros"}}, 422),
+        ({"paymentDueDate": {"value": "31.01.2026", "entity": "date"}}, 422),
+        ({"bic": {"value": "nope", "entity": "bic"}}, 422),
+        ({"iban": {"value": 42}}, 400),
+        ({"iban": "DE..."}, 400),
+    ],
+)
+def test_invalid_feedback(api: httpx.Client, extractions: dict[str, object], status: int) -> None:
+    document = doc_id(upload(api))
+    response = api.put(
+        f"/documents/{document}/extractions/feedback",
+        json={"extractions": extractions},
+        headers={"Content-Type": V1},
+    )
+    assert response.status_code == status
+    assert response.json()["message"]
+
+
+def test_feedback_errors(api: httpx.Client) -> None:
+    document = doc_id(upload(api))
+    good = {"extractions": {"amountToPay": {"value": "1.00:EUR"}}}
+    missing = api.put(
+        f"/documents/{uuid.uuid4()}/extractions/feedback", json=good, headers={"Content-Type": V1}
+    )
+    assert missing.status_code == 404
+    wrong_type = api.put(
+        f"/documents/{document}/extractions/feedback", content=b"x", headers={"Content-Type": "text/plain"}
+    )
+    assert wrong_type.status_code == 415
+    legacy = api.put(f"/documents/{document}/extractions/feedback", json={"feedback": good["extractions"]})
+    assert legacy.status_code == 204
+
+
+def test_delete(api: httpx.Client) -> None:
+    location = upload(api).headers["Location"]
+    assert api.delete(location).status_code == 204
+    assert api.get(location).status_code == 404
+    assert api.delete(location).status_code == 404
+
+
+def test_users_see_only_their_own_documents(gini_sandbox: RunningSandbox, api: httpx.Client) -> None:
+    mine = {d["id"] for d in gini_sandbox.documents(DEMO_USER.email)}
+    theirs = {d["id"] for d in gini_sandbox.documents(OTHER_USER.email)}
+    assert mine
+    assert theirs
+    assert not mine & theirs
+    listed = {d["id"] for d in api.get("/documents", params={"limit": 250}).json()["documents"]}
+    assert listed == mine
+    foreign = next(iter(theirs))
+    assert api.get(f"/documents/{foreign}").status_code == 404
+    assert api.delete(f"/documents/{foreign}").status_code == 404
+    assert api.get(f"/documents/{foreign}/extractions").status_code == 404
