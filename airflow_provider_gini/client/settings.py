@@ -94,6 +94,11 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _shown(value: str) -> str:
+    """``value`` quoted for an error message, unless it may carry credentials (``user:pass@``)."""
+    return "(not shown: it contains '@', as credentials would)" if "@" in value else repr(value)
+
+
 def secure_base_url(value: str, name: str) -> str:
     """``https://host[:port][/prefix]`` from a URL or a bare host; plain http only for loopback."""
     if not isinstance(value, str) or not value.strip():
@@ -104,12 +109,13 @@ def secure_base_url(value: str, name: str) -> str:
     try:
         parts = urlsplit(raw)
         port = parts.port
-    except ValueError as exc:
-        raise GiniConfigError(f"Gini connection: {name} {value!r} is not a valid URL") from exc
+    except ValueError:
+        raise GiniConfigError(f"Gini connection: {name} {_shown(value)} is not a valid URL") from None
     host = parts.hostname or ""
     if not host or parts.username or parts.password or parts.query or parts.fragment or " " in raw:
         raise GiniConfigError(
-            f"Gini connection: {name} {value!r} is not a valid base URL; give e.g. https://pay-api.gini.net"
+            f"Gini connection: {name} {_shown(value)} is not a valid base URL; give e.g. "
+            "https://pay-api.gini.net (no user:password@, query or fragment)"
         )
     if parts.scheme not in ("https", "http"):
         raise GiniConfigError(f"Gini connection: {name} must use https, not {parts.scheme!r}")

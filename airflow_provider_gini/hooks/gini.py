@@ -176,7 +176,8 @@ def _api_version(value: Any) -> int:
     try:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
-        version = int(str(value).strip().lstrip("vV"))
+        # An integral float (JSON 1.0) is the integer; int("1.0") would refuse it.
+        version = int(value) if isinstance(value, float) else int(str(value).strip().lstrip("vV"))
     except (TypeError, ValueError):
         raise GiniConfigError(
             f"Gini connection: extra 'api_version' must be an integer like 1, got {value!r}"

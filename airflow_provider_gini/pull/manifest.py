@@ -1,0 +1,96 @@
+"""The per-run manifest: one JSON line per document with its outcome and key extractions."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_gini.pull.storage import TMP_MARK
+
+KEY_EXTRACTIONS = (
+    "amountToPay",
+    "iban",
+    "bic",
+    "paymentRecipient",
+    "paymentReference",
+    "paymentPurpose",
+    "paymentDueDate",
+    "docType",
+)
+OUTCOMES = ("pulled", "skipped", "errored", "pending", "gone")
+
+
+def flatten(extractions: Any) -> dict[str, str | None]:
+    """The key extractions' values, whatever shape the API sent (unexpected shapes give None)."""
+    found = extractions.get("extractions") if isinstance(extractions, dict) else None
+    found = found if isinstance(found, dict) else {}
+    flat: dict[str, str | None] = {}
+    for label in KEY_EXTRACTIONS:
+        item = found.get(label)
+        value = item.get("value") if isinstance(item, dict) else None
+        usable = isinstance(value, (str, int, float)) and not isinstance(value, bool)
+        flat[label] = str(value) if usable else None
+    return flat
+
+
+@dataclass
+class ManifestLine:
+    document_id: str
+    outcome: str
+    progress: str | None = None
+    name: str | None = None
+    creation_date: int | None = None
+    files: list[str] = field(default_factory=list)
+    extractions: dict[str, str | None] = field(default_factory=dict)
+    error: str | None = None
+
+    def to_json(self) -> str:
+        body: dict[str, Any] = {
+            "id": self.document_id,
+            "outcome": self.outcome,
+            "progress": self.progress,
+            "name": self.name,
+            "creationDate": self.creation_date,
+            "files": self.files,
+            **{label: self.extractions.get(label) for label in KEY_EXTRACTIONS},
+        }
+        if self.error:
+            body["error"] = self.error
+        return json.dumps(body, ensure_ascii=False)
+
+
+def manifest_name(run_id: str | None, window: list[str | None]) -> str:
+    label = run_id or f"{window[0] or 'start'}_{window[1] or 'end'}"
+    return "manifest-" + re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:150] + ".jsonl"
+
+
+class ManifestWriter:
+    """Streams lines to a temporary object and renames it into place when the pull ends."""
+
+    def __init__(self, target: ObjectStoragePath) -> None:
+        self.target = target
+        self.counts = dict.fromkeys(OUTCOMES, 0)
+        self._lock = threading.Lock()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._temporary = target.parent / f"{TMP_MARK}{target.name}"
+        self._out: IO[bytes] = self._temporary.open("wb")  # type: ignore[no-untyped-call]
+
+    def add(self, line: ManifestLine) -> None:
+        data = (line.to_json() + "\n").encode()
+        with self._lock:
+            self._out.write(data)
+            self.counts[line.outcome] += 1
+
+    def commit(self) -> None:
+        self._out.close()
+        self._temporary.rename(self.target)
+
+    def abort(self) -> None:
+        self._out.close()
+        if self._temporary.exists():
+            self._temporary.unlink()

@@ -1,0 +1,77 @@
+"""GiniDocumentProcessedSensor: waits until Gini has processed a document."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.configuration import conf
+from airflow.sdk import BaseSensorOperator, Context
+from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+
+from airflow_provider_gini.hooks.gini import GiniHook
+from airflow_provider_gini.operators.documents import complete_processing_event
+from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
+
+
+class GiniDocumentProcessedSensor(BaseSensorOperator):
+    """Succeeds when the document is COMPLETED and fails (without retries) when it is in ERROR.
+
+    Works in ``poke`` and ``reschedule`` mode, or, with ``deferrable`` (default:
+    ``[operators] default_deferrable``), waits in the triggerer. ``timeout`` bounds the wait in
+    every mode. Returns (XCom) the document id.
+    """
+
+    template_fields: Sequence[str] = ("gini_conn_id", "document_id")
+
+    def __init__(
+        self,
+        *,
+        document_id: str,
+        gini_conn_id: str = GiniHook.default_conn_name,
+        hook_params: dict[str, Any] | None = None,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        if deferrable and "poke_interval" not in kwargs:
+            kwargs["poke_interval"] = 5
+        super().__init__(**kwargs)
+        self.document_id = document_id
+        self.gini_conn_id = gini_conn_id
+        self.hook_params = hook_params or {}
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> GiniHook:
+        return GiniHook(self.gini_conn_id, **self.hook_params)
+
+    def poke(self, context: Context) -> bool:
+        progress = self.hook.get_document(self.document_id)["progress"]
+        if progress == "ERROR":
+            raise AirflowFailException(f"Gini could not process document {self.document_id} (progress ERROR)")
+        self.log.info("Document %s is %s", self.document_id, progress)
+        return bool(progress == "COMPLETED")
+
+    def execute(self, context: Context) -> str:
+        if not self.deferrable:
+            super().execute(context)
+            return self.document_id
+        if not self.poke(context):
+            self.defer(
+                trigger=GiniDocumentProcessedTrigger(
+                    document_id=self.document_id,
+                    gini_conn_id=self.gini_conn_id,
+                    poll_interval=self.poke_interval,
+                    end_time=time.time() + self.timeout,
+                    hook_params=self.hook_params,
+                ),
+                method_name="execute_complete",
+            )
+        return self.document_id
+
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
+        if event.get("status") == "timeout":
+            raise AirflowSensorTimeout(event.get("message") or f"Timed out waiting for {self.document_id}")
+        return complete_processing_event(event)

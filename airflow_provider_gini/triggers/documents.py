@@ -1,0 +1,103 @@
+"""GiniDocumentProcessedTrigger: waits in the triggerer until a document leaves PENDING.
+
+Polls run on a small thread pool with the ordinary (blocking) hook, so the event loop never
+blocks and there is one transport, one retry policy and one token lifecycle. Triggers of the
+same connection in one triggerer share a hook, so a thousand waiting documents cost one
+token grant, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_gini.client.errors import GiniError
+
+_POLLERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gini-trigger")
+_HOOKS: dict[str, Any] = {}
+_HOOKS_LOCK = threading.Lock()
+
+
+def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
+    from airflow_provider_gini.hooks.gini import GiniHook
+
+    key = json.dumps([gini_conn_id, hook_params], sort_keys=True, default=str)
+    with _HOOKS_LOCK:
+        if key not in _HOOKS:
+            _HOOKS[key] = GiniHook(gini_conn_id, **hook_params)
+        return _HOOKS[key]
+
+
+class GiniDocumentProcessedTrigger(BaseTrigger):
+    """Fires ``{"status": "success"|"failed"|"timeout"|"error", "document_id", "progress", "message"}``.
+
+    ``end_time`` is an epoch timestamp (seconds); ``hook_params`` are plain values (numbers,
+    strings), as ``serialize()`` must carry nothing else.
+    """
+
+    def __init__(
+        self,
+        *,
+        document_id: str,
+        gini_conn_id: str = "gini_default",
+        poll_interval: float = 5.0,
+        end_time: float | None = None,
+        hook_params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self.document_id = document_id
+        self.gini_conn_id = gini_conn_id
+        self.poll_interval = float(poll_interval)
+        self.end_time = float(end_time) if end_time is not None else None
+        self.hook_params = dict(hook_params or {})
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "document_id": self.document_id,
+                "gini_conn_id": self.gini_conn_id,
+                "poll_interval": self.poll_interval,
+                "end_time": self.end_time,
+                "hook_params": self.hook_params,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        loop = asyncio.get_running_loop()
+        try:
+            hook = await loop.run_in_executor(_POLLERS, shared_hook, self.gini_conn_id, self.hook_params)
+            while True:
+                doc = await loop.run_in_executor(_POLLERS, hook.get_document, self.document_id)
+                progress = doc.get("progress")
+                if progress == "COMPLETED":
+                    yield self._event("success", progress, f"Document {self.document_id} is COMPLETED")
+                    return
+                if progress == "ERROR":
+                    yield self._event(
+                        "failed", progress, f"Gini could not process document {self.document_id}"
+                    )
+                    return
+                if self.end_time is not None and time.time() >= self.end_time:
+                    yield self._event(
+                        "timeout", progress, f"Document {self.document_id} was still {progress}"
+                    )
+                    return
+                delay = self.poll_interval
+                if self.end_time is not None:
+                    delay = max(0.0, min(delay, self.end_time - time.time()))
+                await asyncio.sleep(delay)
+        except GiniError as exc:
+            yield self._event("error", None, f"Waiting for document {self.document_id} failed: {exc}")
+
+    def _event(self, status: str, progress: str | None, message: str) -> TriggerEvent:
+        return TriggerEvent(  # type: ignore[no-untyped-call]
+            {"status": status, "document_id": self.document_id, "progress": progress, "message": message}
+        )

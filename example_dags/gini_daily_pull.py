@@ -1,0 +1,76 @@
+"""Pull each day's Gini documents and their extractions, then total the amounts per recipient.
+
+Scheduled ``@daily`` with catch-up: every run pulls the documents created since the previous
+successful run (see GiniPullDocumentsOperator's window), so catch-up and backfill runs each
+pull their own day, with no gap and no overlap. ``max_active_runs=1`` keeps runs in order.
+
+Params: ``destination`` (a local folder by default, or any ObjectStoragePath URL such as
+s3://bucket/gini) and ``include_processed`` (also download the processed files).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from datetime import datetime, timezone
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+from airflow.sdk import DAG, ObjectStoragePath, Param, task
+
+from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+DEFAULT_DESTINATION = os.environ.get("GINI_DESTINATION", str(Path.home() / "gini-documents"))
+
+with DAG(
+    dag_id="gini_daily_pull",
+    schedule="@daily",
+    start_date=datetime(2026, 1, 5, tzinfo=timezone.utc),
+    catchup=True,
+    max_active_runs=1,
+    params={
+        "destination": Param(DEFAULT_DESTINATION, type="string", description="Folder or object-storage URL"),
+        "include_processed": Param(False, type="boolean", description="Also download the processed files"),
+    },
+    tags=["gini", "example"],
+    doc_md=__doc__,
+) as dag:
+    pull = GiniPullDocumentsOperator(
+        task_id="pull_documents",
+        destination="{{ params.destination }}",
+        include_processed="{{ params.include_processed }}",
+        max_workers=8,
+    )
+
+    @task
+    def summarise(result: dict[str, Any]) -> dict[str, Any]:
+        """Amounts to pay per recipient, from the run's manifest."""
+        totals: dict[str, Decimal] = defaultdict(Decimal)
+        currencies: dict[str, str] = {}
+        with ObjectStoragePath(result["manifest"]).open("r") as manifest:
+            for raw in manifest:
+                line = json.loads(raw)
+                amount = line.get("amountToPay")
+                if line["outcome"] not in ("pulled", "skipped") or not amount or ":" not in amount:
+                    continue
+                value, currency = amount.split(":", 1)
+                recipient = line.get("paymentRecipient") or "(unknown recipient)"
+                try:
+                    totals[recipient] += Decimal(value)
+                except InvalidOperation:
+                    continue
+                currencies[recipient] = currency
+        for recipient, total in sorted(totals.items(), key=lambda item: -item[1]):
+            print(f"{total:>12.2f} {currencies[recipient]}  {recipient}")
+        counts = {k: result[k] for k in ("pulled", "skipped", "errored", "pending", "gone")}
+        return {
+            "window": result["window"],
+            "counts": counts,
+            "totals": {
+                recipient: f"{total:.2f}:{currencies[recipient]}" for recipient, total in totals.items()
+            },
+        }
+
+    summarise(pull.output)
