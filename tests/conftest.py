@@ -1,14 +1,30 @@
 """Shared test setup. The sandbox fixtures (gini_sandbox, gini_connection, ...) come from the
 provider's own pytest plugin, registered by entry point.
 
-Airflow reads AIRFLOW_HOME when it is first imported, so it is pointed at a temporary folder
-here, before any test module imports Airflow."""
+Airflow reads its configuration when it is first imported, so AIRFLOW_HOME and the DAGs
+folder point at a temporary folder here, before any test module imports Airflow."""
 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import tempfile
+from pathlib import Path
 
-os.environ["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix="gini-airflow-home-")
-os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+import pytest
+
+AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="gini-airflow-home-"))
+DAGS_FOLDER = AIRFLOW_HOME / "dags"
+DAGS_FOLDER.mkdir()
+os.environ["AIRFLOW_HOME"] = str(AIRFLOW_HOME)
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(DAGS_FOLDER)
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> Path:
+    """A migrated SQLite metadata DB in the temporary AIRFLOW_HOME (needed by dag.test())."""
+    airflow = Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())  # noqa: S603
+    return AIRFLOW_HOME

@@ -232,6 +232,9 @@ class GiniSession:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.settings.timeout)
         kwargs.setdefault("allow_redirects", False)
+        # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override Session.verify
+        # (psf/requests#3829), which would silently drop the connection's CA bundle or verify=false.
+        kwargs.setdefault("verify", self.settings.verify)
         with self._translated(url):
             return self.http.request(method, url, **kwargs)
 

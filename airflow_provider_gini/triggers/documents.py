@@ -9,9 +9,12 @@ token grant, not a thousand.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import hashlib
 import json
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -21,17 +24,28 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_gini.client.errors import GiniError
 
 _POLLERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gini-trigger")
-_HOOKS: dict[str, Any] = {}
+_HOOKS: OrderedDict[str, Any] = OrderedDict()
 _HOOKS_LOCK = threading.Lock()
+_MAX_HOOKS = 32
 
 
 def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
+    """One hook per connection content: a changed connection (new host, rotated secret) gets a
+    new hook rather than the stale one. Blocking; run it off the event loop."""
     from airflow_provider_gini.hooks.gini import GiniHook
 
-    key = json.dumps([gini_conn_id, hook_params], sort_keys=True, default=str)
+    hook = GiniHook(gini_conn_id, **hook_params)
+    settings = dataclasses.asdict(hook.settings())
+    # A digest, so the cache keys hold no credential.
+    key = hashlib.sha256(
+        json.dumps([gini_conn_id, settings], sort_keys=True, default=str).encode()
+    ).hexdigest()
     with _HOOKS_LOCK:
         if key not in _HOOKS:
-            _HOOKS[key] = GiniHook(gini_conn_id, **hook_params)
+            _HOOKS[key] = hook
+            while len(_HOOKS) > _MAX_HOOKS:
+                _HOOKS.popitem(last=False)[1].close()
+        _HOOKS.move_to_end(key)
         return _HOOKS[key]
 
 

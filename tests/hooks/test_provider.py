@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,7 +247,7 @@ def test_get_ui_field_behaviour() -> None:
 
 
 @pytest.fixture
-def fab_free_form_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def fab_free_form_modules(monkeypatch: pytest.MonkeyPatch) -> None:
     """What Airflow's API server does when FAB and WTForms are not installed (as here): it serves
     the Python form widgets through its own stand-in field classes."""
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService as Meta
@@ -266,7 +266,6 @@ def fab_free_form_modules(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         for attribute, value in attributes.items():
             setattr(module, attribute, value)
         monkeypatch.setitem(sys.modules, name, module)
-    yield
 
 
 @pytest.mark.usefixtures("fab_free_form_modules")

@@ -1,0 +1,282 @@
+"""GiniPullDocumentsOperator through real DAG runs (dag.test()) against the sandbox."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_gini.client.errors import GiniProtocolError
+from airflow_provider_gini.pull.storage import destination_path, document_dir
+from airflow_provider_gini.sandbox import RunningSandbox
+from tests.operators.conftest import task_states, xcom
+
+UTC = timezone.utc
+
+
+def day(n: int) -> datetime:
+    return datetime(2026, 1, n, tzinfo=UTC)
+
+
+def ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
+def manifest_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
+    path = Path(result["manifest"].removeprefix("file://"))
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def files_under(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file())
+
+
+PULL_DAG = """
+from datetime import datetime, timezone
+from airflow.sdk import DAG
+from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+with DAG("{dag_id}", schedule="@daily", start_date=datetime(2026, 1, 5, tzinfo=timezone.utc), catchup=True,
+         max_active_runs=1) as dag:
+    GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}",
+                              include_processed=True, max_workers=4, pending_timeout=PENDING_TIMEOUT,
+                              poll_interval=0.2, hook_params={"backoff_initial": 0.01, "backoff_max": 0.05})
+"""
+
+
+@pytest.fixture
+def pull_dag(dag_file: Callable[..., Any]) -> Callable[..., Any]:
+    def make(pending_timeout: float = 10.0) -> Any:
+        return dag_file(PULL_DAG.replace("PENDING_TIMEOUT", repr(pending_timeout)))
+
+    return make
+
+
+def run(dag: Any, when: datetime, destination: Path) -> Any:
+    return dag.test(logical_date=when, run_conf={"destination": str(destination)})
+
+
+def test_consecutive_scheduled_runs_cover_each_document_once(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    dag = pull_dag()
+    results = []
+    for n in (6, 7, 8):
+        dag_run = run(dag, day(n), tmp_path)
+        assert dag_run.state == "success"
+        results.append(xcom(dag_run, "pull"))
+    windows = [r["window"] for r in results]
+    assert windows == [
+        [None, day(6).isoformat()],
+        [day(6).isoformat(), day(7).isoformat()],
+        [day(7).isoformat(), day(8).isoformat()],
+    ]
+    for result, (start, end) in zip(
+        results, [(None, day(6)), (day(6), day(7)), (day(7), day(8))], strict=True
+    ):
+        truth = gini_connection.documents(
+            created_before=ms(end), **({"created_after": ms(start)} if start else {})
+        )
+        lines = manifest_lines(result)
+        assert sorted(line["id"] for line in lines) == sorted(d["id"] for d in truth)
+        assert {line["outcome"] for line in lines} <= {"pulled", "errored"}
+    pulled = [line["id"] for r in results for line in manifest_lines(r)]
+    assert len(pulled) == len(set(pulled))  # no overlap
+    everything = gini_connection.documents(created_before=ms(day(8)))
+    assert set(pulled) == {d["id"] for d in everything}  # no gap
+    for doc in everything:
+        folder = tmp_path / doc["id"]
+        assert json.loads((folder / "document.json").read_text()) == doc
+        if doc["progress"] == "COMPLETED":
+            extractions = json.loads((folder / "extractions.json").read_text())
+            assert extractions["extractions"]["iban"]["value"].startswith("DE")
+            processed = next(folder.glob("processed.*"))
+            assert processed.read_bytes()[:4] in (b"%PDF", b"\xff\xd8\xff\xe0")
+    assert not [f for f in files_under(tmp_path) if ".gini-tmp-" in f]
+
+
+def test_error_documents_are_recorded_and_do_not_fail(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    dag = pull_dag()
+    run(dag, day(7), tmp_path)
+    dag_run = run(dag, day(8), tmp_path)  # the seeded ERROR document is on 2026-01-07
+    assert dag_run.state == "success"
+    result = xcom(dag_run, "pull")
+    assert result["errored"] == 1
+    errored = [line for line in manifest_lines(result) if line["outcome"] == "errored"]
+    assert errored[0]["progress"] == "ERROR"
+    assert errored[0]["files"] == [f"{errored[0]['id']}/document.json"]
+
+
+def test_rerun_is_idempotent(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    dag = pull_dag()
+    first = xcom(run(dag, day(7), tmp_path), "pull")
+    stamps = {p: os.stat(tmp_path / p).st_mtime_ns for p in files_under(tmp_path) if "_manifests" not in p}
+    gini_connection.reset_counters()
+    again = run(dag, day(7), tmp_path)
+    second = xcom(again, "pull")
+    assert again.state == "success"
+    assert second["skipped"] == first["pulled"] + first["errored"] > 0
+    assert second["pulled"] == 0
+    assert {p: os.stat(tmp_path / p).st_mtime_ns for p in stamps} == stamps
+    routes = gini_connection.counters()["routes"]
+    assert "GET /documents/{document_id}/extractions" not in routes  # nothing was fetched again
+    assert {line["outcome"] for line in manifest_lines(second)} == {"skipped"}
+    assert [line for line in manifest_lines(second) if line["amountToPay"]]
+
+
+def test_pending_document_is_waited_for(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    [doc_id] = gini_connection.insert_documents(creationDate=ms(day(6)) + 1000, readyIn=1.5)
+    dag_run = run(pull_dag(), day(7), tmp_path)
+    assert dag_run.state == "success"
+    line = next(line for line in manifest_lines(xcom(dag_run, "pull")) if line["id"] == doc_id)
+    assert line["outcome"] == "pulled"
+    assert json.loads((tmp_path / doc_id / "document.json").read_text())["progress"] == "COMPLETED"
+
+
+def test_document_still_pending_fails_the_task_by_name_and_a_retry_gets_it(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    [doc_id] = gini_connection.insert_documents(creationDate=ms(day(6)) + 1000, readyIn=3600)
+    dag = pull_dag(pending_timeout=0.5)
+    failed = run(dag, day(7), tmp_path)
+    assert failed.state == "failed"
+    assert task_states(failed) == {"pull": "failed"}
+    assert not (tmp_path / doc_id).exists()
+    manifests = list((tmp_path / "_manifests").glob("*.jsonl"))
+    pending = [json.loads(line) for m in manifests for line in m.read_text().splitlines()]
+    assert [p["outcome"] for p in pending if p["id"] == doc_id] == ["pending"]
+    gini_connection.change_document(doc_id, readyIn=0)
+    retried = run(dag, day(7), tmp_path)
+    assert retried.state == "success"
+    assert (tmp_path / doc_id / "document.json").exists()
+
+
+def test_pending_failure_message_names_the_ids(gini_connection: RunningSandbox, tmp_path: Path) -> None:
+    from airflow_provider_gini.client.errors import GiniProcessingTimeout
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    ids = gini_connection.insert_documents(count=2, creationDate=ms(day(6)) + 1000, readyIn=3600)
+    operator = GiniPullDocumentsOperator(
+        task_id="pull",
+        destination=str(tmp_path),
+        created_after=day(6),
+        created_before=day(7),
+        pending_timeout=0.2,
+        poll_interval=0.1,
+    )
+    with pytest.raises(GiniProcessingTimeout) as caught:
+        operator.execute({"run_id": "manual_1"})  # type: ignore[arg-type]
+    assert sorted(caught.value.document_ids) == sorted(ids)
+    assert all(i in str(caught.value) for i in ids)
+
+
+def test_hostile_names_stay_inside_the_destination(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    destination = tmp_path / "dest"
+    names = [
+        "../../escape.pdf",
+        "/etc/passwd",
+        "..\\..\\win.pdf",
+        "a" * 1000 + ".pdf",
+        "x/../../y.exe\x00.pdf",
+    ]
+    ids = [
+        gini_connection.insert_documents(creationDate=ms(day(6)) + 1000 + i, name=n)[0]
+        for i, n in enumerate(names)
+    ]
+    dag_run = run(pull_dag(), day(7), destination)
+    assert dag_run.state == "success"
+    outside = [p for p in tmp_path.rglob("*") if destination not in p.parents and p != destination]
+    assert outside == []
+    for doc_id, name in zip(ids, names, strict=True):
+        folder = destination / doc_id
+        assert json.loads((folder / "document.json").read_text())["name"] == name
+        assert sorted(p.name for p in folder.iterdir()) == sorted(
+            ["document.json", "extractions.json", next(p.name for p in folder.glob("processed.*"))]
+        )
+        assert next(folder.glob("processed.*")).suffix in (".pdf", ".bin")
+
+
+def test_ids_that_are_not_plain_tokens_are_refused(tmp_path: Path) -> None:
+    root = destination_path(str(tmp_path))
+    for hostile in ("../x", "..", ".", "a/b", "", "x" * 200, "\x00", None, 7):
+        with pytest.raises(GiniProtocolError):
+            document_dir(root, hostile)
+    assert document_dir(root, "6f1c2a7e-3b0d").name == "6f1c2a7e-3b0d"
+
+
+def test_xcom_is_small_whatever_the_window(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    gini_connection.insert_documents(count=150, creationDate=ms(day(6)) + 1000, spacingMs=10)
+    dag_run = run(pull_dag(), day(7), tmp_path)
+    result = xcom(dag_run, "pull")
+    assert result["pulled"] >= 150
+    assert set(result) == {"manifest", "pulled", "skipped", "errored", "pending", "gone", "window"}
+    assert len(json.dumps(result)) < 600
+
+
+def test_unwritable_destination_fails_before_any_request(
+    gini_connection: RunningSandbox, tmp_path: Path
+) -> None:
+    from airflow_provider_gini.client.errors import GiniConfigError
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    blocked = tmp_path / "file-not-folder"
+    blocked.write_text("x")
+    gini_connection.reset_counters()
+    operator = GiniPullDocumentsOperator(
+        task_id="pull", destination=str(blocked / "sub"), created_after=None, created_before=None
+    )
+    with pytest.raises(GiniConfigError, match="Cannot write to the destination"):
+        operator.execute({"run_id": "manual_2"})  # type: ignore[arg-type]
+    assert gini_connection.counters()["requests"] == 0
+
+
+def test_document_gone_between_list_and_get_is_recorded(
+    gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
+) -> None:
+    [doc_id] = gini_connection.insert_documents(creationDate=ms(day(6)) + 1000)
+    gini_connection.add_fault("status", status=404, path=f"/documents/{doc_id}/extractions")
+    dag_run = run(pull_dag(), day(7), tmp_path)
+    assert dag_run.state == "success"
+    line = next(line for line in manifest_lines(xcom(dag_run, "pull")) if line["id"] == doc_id)
+    assert line["outcome"] == "gone"
+    assert not (tmp_path / doc_id / "document.json").exists()
+
+
+def test_operator_contract() -> None:
+    from airflow_provider_gini.operators.documents import (
+        GiniDeleteDocumentOperator,
+        GiniGetExtractionsOperator,
+        GiniPullDocumentsOperator,
+        GiniSendFeedbackOperator,
+        GiniUploadDocumentOperator,
+    )
+    from airflow_provider_gini.sensors.documents import GiniDocumentProcessedSensor
+
+    made = [
+        GiniPullDocumentsOperator(task_id="a", destination="/tmp/x", gini_conn_id="does_not_exist"),
+        GiniUploadDocumentOperator(task_id="b", file="/nope.pdf", gini_conn_id="does_not_exist"),
+        GiniGetExtractionsOperator(task_id="c", document_id="d", gini_conn_id="does_not_exist"),
+        GiniSendFeedbackOperator(task_id="e", document_id="d", extractions={}, gini_conn_id="does_not_exist"),
+        GiniDeleteDocumentOperator(task_id="f", document_id="d", gini_conn_id="does_not_exist"),
+        GiniDocumentProcessedSensor(task_id="g", document_id="d", gini_conn_id="does_not_exist"),
+    ]  # no I/O in __init__: a missing connection is only noticed at execute time
+    for operator in made:
+        assert "gini_conn_id" in operator.template_fields
+    with pytest.raises(TypeError):
+        GiniGetExtractionsOperator("c2", "d")  # type: ignore[misc]
+    assert [str(o.uri) for o in made[0].outlets] == ["file:///tmp/x"]
