@@ -11,8 +11,7 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -75,20 +74,21 @@ class ManagedBearer(AuthBase):
 
 def json_of(response: requests.Response) -> Any:
     media = response.headers.get("Content-Type", "")
-    if "json" not in media.lower():
-        raise GiniProtocolError(
-            f"Gini answered {media or 'no content type'} where JSON was expected",
-            status=response.status_code,
-            request_id=response.headers.get("X-Request-Id"),
-        )
-    try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise GiniProtocolError(
-            "Gini answered unreadable JSON (truncated or malformed)",
-            status=response.status_code,
-            request_id=response.headers.get("X-Request-Id"),
-        ) from exc
+    problem = (
+        None
+        if "json" in media.lower()
+        else f"Gini answered {media or 'no content type'} where JSON was expected"
+    )
+    if problem is None:
+        try:
+            return json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            # Raised below, outside the except block: the decode error keeps the whole body
+            # (for a token response, the tokens) and must not ride along as the context.
+            problem = "Gini answered unreadable JSON (truncated or malformed)"
+    raise GiniProtocolError(
+        problem, status=response.status_code, request_id=response.headers.get("X-Request-Id")
+    )
 
 
 def _error_message(response: requests.Response) -> tuple[str, str | None]:
@@ -171,8 +171,7 @@ class GiniSession:
                 response = self._send(method, url, auth=_Bearer(self.tokens.token()), **kwargs)
             try:
                 self._check(response, expect, what)
-                with self._translated(url):
-                    return read(response)
+                return self._guarded(url, lambda: read(response))
             finally:
                 response.close()
 
@@ -211,8 +210,7 @@ class GiniSession:
                 headers={"Accept": "application/json"},
             )
             try:
-                with self._translated(url):
-                    content = response.content
+                content = self._guarded(url, lambda: response.content)
                 request_id = response.headers.get("X-Request-Id")
                 if response.status_code != 200:
                     try:
@@ -235,32 +233,36 @@ class GiniSession:
         # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override Session.verify
         # (psf/requests#3829), which would silently drop the connection's CA bundle or verify=false.
         kwargs.setdefault("verify", self.settings.verify)
-        with self._translated(url):
-            return self.http.request(method, url, **kwargs)
+        return self._guarded(url, lambda: self.http.request(method, url, **kwargs))
 
-    @contextmanager
-    def _translated(self, url: str) -> Iterator[None]:
-        """requests' exceptions as GiniTransportError, without the request (or its headers) inside."""
+    def _guarded(self, url: str, step: Callable[[], T]) -> T:
+        """Run ``step``, turning requests' exceptions into GiniTransportError.
+
+        The new error is raised after the ``except`` block, so it has no cause and no context: a
+        requests exception holds the prepared request, Authorization header included.
+        """
         host = urlsplit(url).netloc
         try:
-            yield
-        except requests.ConnectTimeout as exc:
-            raise GiniTransportError(f"Could not connect to {host} in time", sent=False) from exc
-        except requests.ReadTimeout as exc:
-            raise GiniTransportError(
+            return step()
+        except requests.ConnectTimeout:
+            error = GiniTransportError(f"Could not connect to {host} in time", sent=False)
+        except requests.ReadTimeout:
+            error = GiniTransportError(
                 f"{host} did not answer within {self.settings.read_timeout:g} s", sent=True
-            ) from exc
+            )
         except requests.ConnectionError as exc:
             reason = getattr(exc.args[0], "reason", None) if exc.args else None
             if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
-                raise GiniTransportError(f"Could not connect to {host}", sent=False) from exc
-            if _cause(exc) == "ReadTimeoutError":
-                raise GiniTransportError(
+                error = GiniTransportError(f"Could not connect to {host}", sent=False)
+            elif _cause(exc) == "ReadTimeoutError":
+                error = GiniTransportError(
                     f"{host} stopped answering for {self.settings.read_timeout:g} s", sent=True
-                ) from exc
-            raise GiniTransportError(f"The connection to {host} broke ({_cause(exc)})", sent=True) from exc
+                )
+            else:
+                error = GiniTransportError(f"The connection to {host} broke ({_cause(exc)})", sent=True)
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
-            raise GiniTransportError(f"The answer from {host} broke off ({_cause(exc)})", sent=True) from exc
+            error = GiniTransportError(f"The answer from {host} broke off ({_cause(exc)})", sent=True)
+        raise error
 
 
 def _cause(exc: BaseException) -> str:

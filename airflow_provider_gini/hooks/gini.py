@@ -87,7 +87,7 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
         numbers: dict[str, Any] = {
             name: _number(name, extra.get(name), kind) for name, kind in NUMERIC_EXTRAS.items()
         }
-        numbers.update(self.overrides)
+        numbers.update({k: _number(k, v, NUMERIC_EXTRAS[k]) for k, v in self.overrides.items()})
         numbers = {k: v for k, v in numbers.items() if v is not None}
         retry = RetrySettings(**{k: numbers.pop(k) for k in RETRY_FIELDS if k in numbers})
         return ClientSettings(

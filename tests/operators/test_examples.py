@@ -1,0 +1,62 @@
+"""The example DAGs parse and run green against the sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_gini.sandbox import RunningSandbox
+from tests.operators.conftest import EXAMPLES, task_states, xcom
+
+
+def test_examples_parse_without_import_errors(airflow_db: Path) -> None:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(EXAMPLES))
+    assert bag.import_errors == {}
+    assert {"gini_daily_pull", "gini_upload_and_extract", "gini_mapped_uploads"} <= set(bag.dag_ids)
+    pull = bag.get_dag("gini_daily_pull")
+    assert pull.catchup is True
+    assert pull.max_active_runs == 1
+
+
+def test_daily_pull(gini_connection: RunningSandbox, example_dag: Callable[[str], Any], tmp_path: Path) -> None:
+    dag = example_dag("gini_daily_pull")
+    summaries = []
+    for day in (6, 7, 8):
+        dag_run = dag.test(
+            logical_date=datetime(2026, 1, day, tzinfo=timezone.utc), run_conf={"destination": str(tmp_path)}
+        )
+        assert dag_run.state == "success", task_states(dag_run)
+        summaries.append(xcom(dag_run, "summarise"))
+    assert [s["window"][1] for s in summaries] == [f"2026-01-0{d}T00:00:00+00:00" for d in (6, 7, 8)]
+    for summary in summaries:
+        assert summary["counts"]["pulled"] > 0
+        assert all(total.endswith(":EUR") for total in summary["totals"].values())
+    pulled = sum(s["counts"]["pulled"] + s["counts"]["errored"] for s in summaries)
+    assert pulled == len(gini_connection.documents(created_before=int(datetime(2026, 1, 8, tzinfo=timezone.utc).timestamp() * 1000)))
+
+
+def test_upload_and_extract(gini_connection: RunningSandbox, example_dag: Callable[[str], Any]) -> None:
+    gini_connection.settings(processing_delay=1.0)
+    dag_run = example_dag("gini_upload_and_extract").test()
+    assert dag_run.state == "success", task_states(dag_run)
+    document_id = xcom(dag_run, "upload")
+    stored = gini_connection.document(document_id)
+    assert stored["name"] == "rechnung-sample-1.pdf"
+    [feedback] = stored["feedback"]
+    assert feedback["extractions"]["amountToPay"]["value"] == stored["extractions"]["extractions"]["amountToPay"]["value"]
+
+
+def test_mapped_uploads(gini_connection: RunningSandbox, example_dag: Callable[[str], Any]) -> None:
+    before = len(gini_connection.documents())
+    dag_run = example_dag("gini_mapped_uploads").test()
+    assert dag_run.state == "success", task_states(dag_run)
+    states = task_states(dag_run)
+    assert [k for k in states if k.startswith("upload[")] == ["upload[0]", "upload[1]", "upload[2]"]
+    assert len(gini_connection.documents()) == before + 3
+    lines = xcom(dag_run, "report")
+    assert len(lines) == 3
+    assert all(" to " in line and "(DE" in line for line in lines)
