@@ -45,12 +45,15 @@ def main() -> int:
     destination = Path(os.environ.get("GINI_DESTINATION", ROOT / ".demo" / "documents"))
     with run_sandbox(config) as sandbox:
         os.environ.update(sandbox.connection_env())
-        print(f"Gini sandbox serving at {sandbox.base_url} (seeded {config.seed_days} days from {config.seed_start})")
+        seeded = f"seeded {config.seed_days} days from {config.seed_start}"
+        print(f"Gini sandbox serving at {sandbox.base_url} ({seeded})")
         with quiet():
             from airflow.dag_processing.dagbag import DagBag
 
             dag = DagBag(str(ROOT / "example_dags")).get_dag("gini_daily_pull")
-        first = datetime.combine(config.seed_start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(days=1)
+        first = datetime.combine(config.seed_start, datetime.min.time(), tzinfo=timezone.utc) + timedelta(
+            days=1
+        )
         rows = []
         for n in range(config.seed_days):
             logical_date = first + timedelta(days=n)
@@ -68,10 +71,13 @@ def latest_manifest(destination: Path, run_id: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in manifests[-1].read_text().splitlines()] if manifests else []
 
 
-def print_summary(rows: list[tuple[datetime, str, list[dict[str, Any]]]], destination: Path, grants: Any) -> None:
+def print_summary(
+    rows: list[tuple[datetime, str, list[dict[str, Any]]]], destination: Path, grants: Any
+) -> None:
     print()
     print("Runs of gini_daily_pull")
-    print(f"  {'run':<12} {'state':<8} {'documents created':<26} {'pulled':>6} {'errored':>7} {'total to pay':>14}")
+    header = f"{'run':<12} {'state':<8} {'documents created':<26} {'pulled':>6} {'errored':>7}"
+    print(f"  {header} {'total to pay':>14}")
     totals: dict[str, Decimal] = defaultdict(Decimal)
     for logical_date, state, lines in rows:
         amount = Decimal(0)
@@ -88,7 +94,8 @@ def print_summary(rows: list[tuple[datetime, str, list[dict[str, Any]]]], destin
                 totals[line.get("paymentRecipient") or "?"] += value
         pulled = sum(line["outcome"] == "pulled" for line in lines)
         errored = sum(line["outcome"] == "errored" for line in lines)
-        print(f"  {logical_date:%Y-%m-%d}   {str(state):<8} {span:<26} {pulled:>6} {errored:>7} {amount:>10.2f} EUR")
+        row = f"{logical_date:%Y-%m-%d}   {state!s:<8} {span:<26} {pulled:>6} {errored:>7}"
+        print(f"  {row} {amount:>10.2f} EUR")
     print()
     print("Amounts to pay per recipient (all runs)")
     for recipient, total in sorted(totals.items(), key=lambda item: -item[1]):
@@ -98,8 +105,9 @@ def print_summary(rows: list[tuple[datetime, str, list[dict[str, Any]]]], destin
     print()
     print(f"Token grants for all runs: {dict(grants)}")
     print(f"Files: {destination}")
-    print(f"  {len(documents)} document folders, e.g. {example.name}/: {', '.join(sorted(p.name for p in example.iterdir()))}"
-          if example else "  (none)")
+    if example:
+        names = ", ".join(sorted(p.name for p in example.iterdir()))
+        print(f"  {len(documents)} document folders, e.g. {example.name}/: {names}")
     print(f"  manifests (JSON Lines, one per run): {destination / '_manifests'}")
     print(f"  Airflow's log of these runs: {LOG}")
 

@@ -265,7 +265,9 @@ def test_default_policy_rides_out_thirty_seconds_of_503() -> None:
     assert all(later >= earlier * 0.9 for earlier, later in itertools.pairwise(waits))
 
 
-def test_transport_errors_do_not_carry_the_request(gini_connection: RunningSandbox, signed_in: GiniHook) -> None:
+def test_transport_errors_do_not_carry_the_request(
+    gini_connection: RunningSandbox, signed_in: GiniHook
+) -> None:
     gini_connection.add_fault("reset", path="/documents", method="POST")
     with pytest.raises(GiniTransportError) as caught:
         signed_in.upload_document(PDF, filename="reset.pdf")

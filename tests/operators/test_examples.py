@@ -22,7 +22,9 @@ def test_examples_parse_without_import_errors(airflow_db: Path) -> None:
     assert pull.max_active_runs == 1
 
 
-def test_daily_pull(gini_connection: RunningSandbox, example_dag: Callable[[str], Any], tmp_path: Path) -> None:
+def test_daily_pull(
+    gini_connection: RunningSandbox, example_dag: Callable[[str], Any], tmp_path: Path
+) -> None:
     dag = example_dag("gini_daily_pull")
     summaries = []
     for day in (6, 7, 8):
@@ -36,7 +38,11 @@ def test_daily_pull(gini_connection: RunningSandbox, example_dag: Callable[[str]
         assert summary["counts"]["pulled"] > 0
         assert all(total.endswith(":EUR") for total in summary["totals"].values())
     pulled = sum(s["counts"]["pulled"] + s["counts"]["errored"] for s in summaries)
-    assert pulled == len(gini_connection.documents(created_before=int(datetime(2026, 1, 8, tzinfo=timezone.utc).timestamp() * 1000)))
+    assert pulled == len(
+        gini_connection.documents(
+            created_before=int(datetime(2026, 1, 8, tzinfo=timezone.utc).timestamp() * 1000)
+        )
+    )
 
 
 def test_upload_and_extract(gini_connection: RunningSandbox, example_dag: Callable[[str], Any]) -> None:
@@ -47,7 +53,10 @@ def test_upload_and_extract(gini_connection: RunningSandbox, example_dag: Callab
     stored = gini_connection.document(document_id)
     assert stored["name"] == "rechnung-sample-1.pdf"
     [feedback] = stored["feedback"]
-    assert feedback["extractions"]["amountToPay"]["value"] == stored["extractions"]["extractions"]["amountToPay"]["value"]
+    assert (
+        feedback["extractions"]["amountToPay"]["value"]
+        == stored["extractions"]["extractions"]["amountToPay"]["value"]
+    )
 
 
 def test_mapped_uploads(gini_connection: RunningSandbox, example_dag: Callable[[str], Any]) -> None:

@@ -280,3 +280,40 @@ def test_operator_contract() -> None:
     with pytest.raises(TypeError):
         GiniGetExtractionsOperator("c2", "d")  # type: ignore[misc]
     assert [str(o.uri) for o in made[0].outlets] == ["file:///tmp/x"]
+
+
+def test_progress_is_logged(
+    gini_connection: RunningSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    operator = GiniPullDocumentsOperator(
+        task_id="pull", destination=f"file://{tmp_path}", created_after=None, created_before=day(8)
+    )
+    with caplog.at_level(logging.INFO, logger="airflow_provider_gini.pull"):
+        result = operator.execute({"run_id": "manual_3"})  # type: ignore[arg-type]
+    total = result["pulled"] + result["errored"]
+    progress = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_gini.pull"]
+    assert progress[-1].startswith(f"Gini pull: {total}/{total} documents, ")
+    assert "docs/s" in progress[-1]
+    assert "ETA" in progress[-1]
+
+
+def test_window_from_a_non_empty_data_interval(
+    gini_connection: RunningSandbox, dag_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    dag = dag_file("""
+    from datetime import datetime, timezone
+    from airflow.sdk import DAG, CronDataIntervalTimetable
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    with DAG("{dag_id}", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
+             start_date=datetime(2026, 1, 5, tzinfo=timezone.utc)) as dag:
+        GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}")
+    """)
+    result = xcom(run(dag, day(7), tmp_path), "pull")
+    assert result["window"] == [day(6).isoformat(), day(7).isoformat()]
+    truth = gini_connection.documents(created_after=ms(day(6)), created_before=ms(day(7)))
+    assert sorted(line["id"] for line in manifest_lines(result)) == sorted(d["id"] for d in truth)
