@@ -6,6 +6,8 @@ RFC 6749 section 5.2 bodies ``{"error", "error_description"}``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -31,6 +33,17 @@ class OAuthError(Exception):
         self.error = error
         self.description = description
         self.headers = headers or {}
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object, or 400 with Gini's validation message."""
+    try:
+        body = await request.json()
+    except ValueError as exc:
+        raise ApiError(400, "Validation of the request entity failed: body is not JSON") from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, "Validation of the request entity failed: expected an object")
+    return body
 
 
 def request_id(request: Request) -> str:

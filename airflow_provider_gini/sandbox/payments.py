@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from airflow_provider_gini.sandbox.api_auth import authenticate, json_media_type, sandbox
 from airflow_provider_gini.sandbox.documents import base_url
-from airflow_provider_gini.sandbox.errors import ApiError
+from airflow_provider_gini.sandbox.errors import ApiError, json_object
 from airflow_provider_gini.sandbox.invoices import AMOUNT_RE, BIC_RE, iban_is_valid
 from airflow_provider_gini.sandbox.state import PaymentRequest, SandboxState, User
 
@@ -25,16 +25,6 @@ REQUIRED = ("paymentProvider", "recipient", "iban", "amount", "purpose")
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-async def _json_body(request: Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "Validation of the request entity failed: body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "Validation of the request entity failed: expected an object")
-    return body
 
 
 def _check_payment_fields(body: dict[str, Any], required: tuple[str, ...]) -> None:
@@ -86,7 +76,7 @@ async def create(
     user = authenticate(request)
     state = sandbox(request)
     json_media_type(request)
-    body = await _json_body(request)
+    body = await json_object(request)
     _check_payment_fields(body, REQUIRED)
     if body["paymentProvider"] not in PROVIDERS:
         raise ApiError(400, "Validation of the request entity failed: unknown paymentProvider")
@@ -130,7 +120,7 @@ async def resolve(request: Request, request_id: str) -> Response:
     state = sandbox(request)
     media = json_media_type(request)
     pr = _owned(state, user, request_id)
-    body = await _json_body(request)
+    body = await json_object(request)
     _check_payment_fields(body, ("recipient", "iban", "amount", "purpose"))
     if pr.status != "open":
         raise ApiError(409, f"Payment request {request_id} is already {pr.status}")

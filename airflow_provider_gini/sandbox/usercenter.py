@@ -13,7 +13,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from airflow_provider_gini.sandbox.config import ClientSpec
-from airflow_provider_gini.sandbox.errors import OAUTH_NO_STORE, ApiError, OAuthError
+from airflow_provider_gini.sandbox.errors import OAUTH_NO_STORE, ApiError, OAuthError, json_object
 from airflow_provider_gini.sandbox.state import AccessToken, SandboxState
 
 router = APIRouter(tags=["user center"])
@@ -214,12 +214,7 @@ def _client_token(state: SandboxState, request: Request) -> AccessToken:
 async def create_user(request: Request) -> Response:
     state = sandbox(request)
     _client_token(state, request)
-    try:
-        body = await request.json()
-    except ValueError as exc:
-        raise ApiError(400, "Validation of the request entity failed: body is not JSON") from exc
-    if not isinstance(body, dict):
-        raise ApiError(400, "Validation of the request entity failed: expected an object")
+    body = await json_object(request)
     email, password = body.get("email"), body.get("password")
     if not isinstance(email, str) or not EMAIL_RE.match(email):
         raise ApiError(400, "Validation of the request entity failed: invalid email")
