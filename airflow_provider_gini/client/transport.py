@@ -9,6 +9,7 @@ on a 401 forget the token and replay once with a fresh one, check the status, re
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from collections.abc import Callable
@@ -119,7 +120,14 @@ class GiniSession:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=settings.pool_size, max_retries=0)
         self.http.mount("https://", adapter)
         self.http.mount("http://", adapter)
-        self.http.verify = settings.verify
+        # The environment (proxies, CA bundle) is read once here, not on every request: requests'
+        # per-request scan of os.environ costs more CPU than the request itself under load.
+        self.http.trust_env = False
+        self.http.verify = _verify(settings.verify)
+        self._proxies = {
+            base: requests.utils.get_environ_proxies(base)
+            for base in (settings.api_url, settings.user_center_url)
+        }
         self.http.headers.update({"User-Agent": USER_AGENT, "Accept": settings.media_type})
         self.retry = RetryPolicy(settings.retry, sleep)
         self.tokens = TokenManager(
@@ -230,9 +238,12 @@ class GiniSession:
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         kwargs.setdefault("timeout", self.settings.timeout)
         kwargs.setdefault("allow_redirects", False)
-        # Per request: requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override Session.verify
-        # (psf/requests#3829), which would silently drop the connection's CA bundle or verify=false.
-        kwargs.setdefault("verify", self.settings.verify)
+        base = (
+            self.settings.user_center_url
+            if url.startswith(self.settings.user_center_url)
+            else self.settings.api_url
+        )
+        kwargs.setdefault("proxies", self._proxies[base])
         return self._guarded(url, lambda: self.http.request(method, url, **kwargs))
 
     def _guarded(self, url: str, step: Callable[[], T]) -> T:
@@ -263,6 +274,14 @@ class GiniSession:
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             error = GiniTransportError(f"The answer from {host} broke off ({_cause(exc)})", sent=True)
         raise error
+
+
+def _verify(configured: bool | str) -> bool | str:
+    """``verify=True`` honours REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE as requests would; an explicit CA
+    bundle or ``false`` in the connection wins over them (unlike requests, psf/requests#3829)."""
+    if configured is True:
+        return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    return configured
 
 
 def _cause(exc: BaseException) -> str:

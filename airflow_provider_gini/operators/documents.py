@@ -16,7 +16,7 @@ from airflow_provider_gini.client.errors import GiniNotFound, GiniProcessingErro
 from airflow_provider_gini.operators.base import GiniBaseOperator
 from airflow_provider_gini.pull.engine import Puller, PullOptions, pending_error
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
-from airflow_provider_gini.pull.storage import destination_path, ensure_writable
+from airflow_provider_gini.pull.storage import Store, destination_path
 from airflow_provider_gini.pull.window import AUTO, resolve_window
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
 
@@ -103,11 +103,10 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         window = resolve_window(context, self.created_after, self.created_before)
         root = destination_path(self.destination, self.destination_conn_id)
-        ensure_writable(root)
+        store = Store(root)
+        store.ensure_writable()
         run_id = context.get("run_id")
-        target = (
-            root / MANIFESTS / manifest_name(run_id if isinstance(run_id, str) else None, window.as_strings())
-        )
+        name = manifest_name(run_id if isinstance(run_id, str) else None, window.as_strings())
         options = PullOptions(
             include_extractions=_flag(self.include_extractions, "include_extractions"),
             include_processed=_flag(self.include_processed, "include_processed"),
@@ -117,22 +116,21 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             poll_interval=self.poll_interval,
         )
         self.log.info("Pulling Gini documents created in %s into %s", window.describe(), root)
-        manifest = ManifestWriter(target)
+        manifest = ManifestWriter(store, f"{MANIFESTS}/{name}")
         try:
-            pending = Puller(self.hook, root, options).run(window, manifest)
+            pending = Puller(self.hook, store, options).run(window, manifest)
         except BaseException:
             manifest.abort()
             raise
         manifest.commit()
         counts = manifest.counts
-        self.log.info(
-            "Gini pull done: %s; manifest %s", ", ".join(f"{v} {k}" for k, v in counts.items()), target
-        )
+        summary = ", ".join(f"{v} {k}" for k, v in counts.items())
+        self.log.info("Gini pull done: %s; manifest %s", summary, manifest.uri)
         if self._alias is not None:
             context["outlet_events"][self._alias].add(Asset(str(root)))
         if pending:
             raise pending_error(pending, options.pending_timeout)
-        return {"manifest": str(target), **counts, "window": window.as_strings()}
+        return {"manifest": manifest.uri, **counts, "window": window.as_strings()}
 
 
 class GiniUploadDocumentOperator(GiniBaseOperator):

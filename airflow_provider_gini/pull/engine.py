@@ -1,38 +1,30 @@
 """The pull: list a window's documents and fetch each, concurrently, into object storage.
 
-The listing streams (cursor pages, stopping at the window's start) into a bounded pool of
-workers that share one hook, so one session and one token. At most ``2 * max_workers``
-documents are in flight, and nothing keeps per-document data after it is written, so memory
-stays flat however many documents the window holds.
+The listing runs in its own thread (cursor pages, stopping at the window's start) and feeds a
+bounded queue, so the workers never wait for the next page. The workers share one hook, so one
+session and one token. At most a few pages of documents are queued or in flight, and nothing
+keeps per-document data after it is written, so memory stays flat however many documents the
+window holds.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
-from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
-from airflow.sdk import ObjectStoragePath
-
 from airflow_provider_gini.client.api import GiniAPI
 from airflow_provider_gini.client.errors import GiniError, GiniNotFound, GiniProcessingTimeout
 from airflow_provider_gini.pull.manifest import ManifestLine, ManifestWriter, flatten
-from airflow_provider_gini.pull.storage import (
-    DOCUMENT,
-    EXTRACTIONS,
-    document_dir,
-    processed_name,
-    read_json,
-    remove_leftovers,
-    write_atomic,
-    write_json,
-)
+from airflow_provider_gini.pull.storage import DOCUMENT, EXTRACTIONS, Store, processed_name, safe_id
 from airflow_provider_gini.pull.window import Window
 
 log = logging.getLogger("airflow_provider_gini.pull")
+_END = object()
 
 
 @dataclass(frozen=True)
@@ -66,10 +58,36 @@ class Progress:
         log.info("Gini pull: %d/%s documents, %.1f docs/s%s", self.done, total, rate, eta)
 
 
+class Lister(threading.Thread):
+    """Pages through the window ahead of the workers, a bounded number of documents ahead."""
+
+    def __init__(self, api: GiniAPI, window: Window, page_size: int, ahead: int) -> None:
+        super().__init__(name="gini-pull-list", daemon=True)
+        self.api, self.window, self.page_size = api, window, page_size
+        self.items: queue.Queue[Any] = queue.Queue(maxsize=ahead)
+        self.error: BaseException | None = None
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            for doc in self.api.iter_documents(self.window.start, self.window.end, self.page_size):
+                while not self.stopped.is_set():
+                    try:
+                        self.items.put(doc, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self.stopped.is_set():
+                    return
+        except BaseException as exc:  # handed to the pulling thread, which raises it
+            self.error = exc
+        self.items.put(_END)
+
+
 class Puller:
-    def __init__(self, api: GiniAPI, root: ObjectStoragePath, options: PullOptions) -> None:
+    def __init__(self, api: GiniAPI, store: Store, options: PullOptions) -> None:
         self.api = api
-        self.root = root
+        self.store = store
         self.options = options
 
     def run(self, window: Window, manifest: ManifestWriter) -> list[str]:
@@ -77,33 +95,37 @@ class Puller:
         options = self.options
         progress = Progress(options.progress_every)
         pending: list[str] = []
-        listing: Iterable[dict[str, Any]] = self.api.iter_documents(
-            window.start, window.end, options.page_size
+        lister = Lister(
+            self.api, window, options.page_size, ahead=max(options.page_size, 4 * options.max_workers)
         )
+        lister.start()
+        in_flight: set[Future[ManifestLine]] = set()
+
+        def settle(done: set[Future[ManifestLine]]) -> None:
+            for future in done:
+                line = future.result()  # a worker's unexpected error ends the pull here
+                manifest.add(line)
+                if line.outcome == "pending":
+                    pending.append(line.document_id)
+                progress.done += 1
+            progress.tick()
+
         with ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="gini-pull") as pool:
-            in_flight: set[Future[ManifestLine]] = set()
-
-            def settle(done: set[Future[ManifestLine]]) -> None:
-                for future in done:
-                    line = future.result()  # a worker's unexpected error ends the pull here
-                    manifest.add(line)
-                    if line.outcome == "pending":
-                        pending.append(line.document_id)
-                    progress.done += 1
-                progress.tick()
-
             try:
-                for doc in listing:
+                while (doc := lister.items.get()) is not _END:
                     progress.listed += 1
                     in_flight.add(pool.submit(self.one, doc))
                     if len(in_flight) >= 2 * options.max_workers:
                         done, in_flight = _wait_some(in_flight)
                         settle(done)
+                if lister.error is not None:
+                    raise lister.error
                 progress.listing_done = True
                 while in_flight:
                     done, in_flight = _wait_some(in_flight)
                     settle(done)
             except BaseException:
+                lister.stopped.set()
                 for future in in_flight:
                     future.cancel()
                 raise
@@ -111,11 +133,12 @@ class Puller:
         return pending
 
     def one(self, listed: dict[str, Any]) -> ManifestLine:
-        folder = document_dir(self.root, listed.get("id"))
-        doc_id = folder.name
-        if self._complete(folder):
-            return self._skipped(folder, doc_id)
-        remove_leftovers(folder)
+        doc_id = safe_id(listed.get("id"))
+        names = self.store.names(doc_id)
+        if names is not None:
+            if self._complete(doc_id, names):
+                return self._skipped(doc_id, names)
+            self.store.remove_leftovers(doc_id, names)
         doc = listed
         if doc.get("progress") == "PENDING":
             try:
@@ -127,57 +150,55 @@ class Puller:
             if doc.get("progress") == "PENDING":
                 return ManifestLine(doc_id, "pending", "PENDING", _name(doc), doc.get("creationDate"))
         try:
-            return self._fetch(folder, doc)
+            return self._fetch(doc_id, doc, fresh=names is None)
         except GiniNotFound:
             # Deleted between the listing and now: nothing to keep, and nothing lost.
             return ManifestLine(doc_id, "gone", doc.get("progress"), _name(doc), doc.get("creationDate"))
 
-    def _fetch(self, folder: ObjectStoragePath, doc: dict[str, Any]) -> ManifestLine:
-        folder.mkdir(parents=True, exist_ok=True)
+    def _fetch(self, doc_id: str, doc: dict[str, Any], fresh: bool) -> ManifestLine:
+        if fresh:
+            self.store.makedirs(doc_id)
         progress = doc.get("progress")
         files: list[str] = []
         flat: dict[str, str | None] = {}
         if progress == "COMPLETED":
             if self.options.include_extractions:
-                extractions = self.api.get_extractions(folder.name)
-                write_json(folder / EXTRACTIONS, extractions)
+                extractions = self.api.get_extractions(doc_id)
+                self.store.write_json(f"{doc_id}/{EXTRACTIONS}", extractions)
                 files.append(EXTRACTIONS)
                 flat = flatten(extractions)
             if self.options.include_processed:
                 name = processed_name(doc)
-                write_atomic(folder / name, lambda out: self.api.download_processed(folder.name, out))
+                self.store.write_atomic(
+                    f"{doc_id}/{name}", lambda out: self.api.download_processed(doc_id, out)
+                )
                 files.append(name)
-        write_json(folder / DOCUMENT, doc)  # last: its presence marks the document complete
+        self.store.write_json(f"{doc_id}/{DOCUMENT}", doc)  # last: its presence marks the document complete
         files.insert(0, DOCUMENT)
         outcome = "pulled" if progress == "COMPLETED" else "errored"
         return ManifestLine(
-            folder.name,
+            doc_id,
             outcome,
             progress,
             _name(doc),
             doc.get("creationDate"),
-            [f"{folder.name}/{f}" for f in files],
+            [f"{doc_id}/{f}" for f in files],
             flat,
         )
 
-    def _complete(self, folder: ObjectStoragePath) -> bool:
-        document = folder / DOCUMENT
-        if not document.exists():
+    def _complete(self, doc_id: str, names: list[str]) -> bool:
+        if DOCUMENT not in names:
             return False
-        if read_json(document).get("progress") != "COMPLETED":
+        if self.store.read_json(f"{doc_id}/{DOCUMENT}").get("progress") != "COMPLETED":
             return True
-        if self.options.include_extractions and not (folder / EXTRACTIONS).exists():
+        if self.options.include_extractions and EXTRACTIONS not in names:
             return False
-        if self.options.include_processed:
-            return any(entry.name.startswith("processed.") for entry in folder.iterdir())
-        return True
+        return not self.options.include_processed or any(n.startswith("processed.") for n in names)
 
-    def _skipped(self, folder: ObjectStoragePath, doc_id: str) -> ManifestLine:
-        doc = read_json(folder / DOCUMENT)
-        flat = flatten(read_json(folder / EXTRACTIONS)) if (folder / EXTRACTIONS).exists() else {}
-        files = sorted(
-            f"{doc_id}/{entry.name}" for entry in folder.iterdir() if not entry.name.startswith(".")
-        )
+    def _skipped(self, doc_id: str, names: list[str]) -> ManifestLine:
+        doc = self.store.read_json(f"{doc_id}/{DOCUMENT}")
+        flat = flatten(self.store.read_json(f"{doc_id}/{EXTRACTIONS}")) if EXTRACTIONS in names else {}
+        files = sorted(f"{doc_id}/{name}" for name in names if not name.startswith("."))
         return ManifestLine(
             doc_id, "skipped", doc.get("progress"), _name(doc), doc.get("creationDate"), files, flat
         )

@@ -8,9 +8,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from airflow.sdk import ObjectStoragePath
-
-from airflow_provider_gini.pull.storage import TMP_MARK
+from airflow_provider_gini.pull.storage import TMP_MARK, Store
 
 KEY_EXTRACTIONS = (
     "amountToPay",
@@ -70,15 +68,18 @@ def manifest_name(run_id: str | None, window: list[str | None]) -> str:
 
 
 class ManifestWriter:
-    """Streams lines to a temporary object and renames it into place when the pull ends."""
+    """Streams lines to a temporary file and renames it into place when the pull ends."""
 
-    def __init__(self, target: ObjectStoragePath) -> None:
-        self.target = target
+    def __init__(self, store: Store, relative: str) -> None:
+        self.store = store
+        self.relative = relative
+        self.uri = store.uri(relative)
         self.counts = dict.fromkeys(OUTCOMES, 0)
         self._lock = threading.Lock()
-        target.parent.mkdir(parents=True, exist_ok=True)
-        self._temporary = target.parent / f"{TMP_MARK}{target.name}"
-        self._out: IO[bytes] = self._temporary.open("wb")  # type: ignore[no-untyped-call]
+        folder, _, name = relative.rpartition("/")
+        store.makedirs(folder)
+        self._temporary = f"{folder}/{TMP_MARK}{name}"
+        self._out: IO[bytes] = store.fs.open(store.path(self._temporary), "wb")
 
     def add(self, line: ManifestLine) -> None:
         data = (line.to_json() + "\n").encode()
@@ -88,9 +89,9 @@ class ManifestWriter:
 
     def commit(self) -> None:
         self._out.close()
-        self._temporary.rename(self.target)
+        self.store.fs.mv(self.store.path(self._temporary), self.store.path(self.relative))
 
     def abort(self) -> None:
         self._out.close()
-        if self._temporary.exists():
-            self._temporary.unlink()
+        if self.store.exists(self._temporary):
+            self.store.fs.rm(self.store.path(self._temporary))

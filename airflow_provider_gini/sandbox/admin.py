@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from airflow_provider_gini.sandbox.api_auth import sandbox
-from airflow_provider_gini.sandbox.documents import base_url, document_json
+from airflow_provider_gini.sandbox.documents import base_url, document_bytes, document_json
 from airflow_provider_gini.sandbox.errors import ApiError
 from airflow_provider_gini.sandbox.faults import FaultRule
 from airflow_provider_gini.sandbox.invoices import make_paper
@@ -34,6 +34,7 @@ class NewDocuments(BaseModel):
     outcome: Literal["COMPLETED", "ERROR"] = "COMPLETED"
     readyIn: float = Field(default=0.0, ge=0, description="Seconds the documents stay PENDING")
     doctype: Literal["Invoice", "RemittanceSlip"] | None = None
+    prerender: bool = Field(default=False, description="Make the PDF bytes now, not at the first download")
 
 
 class DocumentChange(BaseModel):
@@ -213,6 +214,8 @@ async def insert_documents(request: Request, body: NewDocuments) -> Response:
                 doctype=paper.doctype,
             )
         )
+        if body.prerender:
+            document_bytes(doc)
         ids.append(doc.id)
     return JSONResponse({"ids": ids}, status_code=201)
 

@@ -34,7 +34,8 @@ def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
     new hook rather than the stale one. Blocking; run it off the event loop."""
     from airflow_provider_gini.hooks.gini import GiniHook
 
-    hook = GiniHook(gini_conn_id, **hook_params)
+    # One pooled connection per polling thread.
+    hook = GiniHook(gini_conn_id, **{"pool_size": _POLLERS._max_workers, **hook_params})
     settings = dataclasses.asdict(hook.settings())
     # A digest, so the cache keys hold no credential.
     key = hashlib.sha256(

@@ -1,0 +1,87 @@
+"""A sandbox in its own process, with a fixed latency, for benchmarks: start, fill, observe."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+# Where benchmark documents live: one creation date per second from here on.
+FIRST_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Sandbox:
+    def __init__(self, port: int) -> None:
+        self.base_url = f"http://127.0.0.1:{port}"
+        self.admin = httpx.Client(base_url=f"{self.base_url}/__sandbox", timeout=120)
+        self.port = port
+
+    def connection(self) -> dict[str, Any]:
+        out = subprocess.check_output(  # noqa: S603
+            [sys.executable, "-m", "airflow_provider_gini.sandbox", "--port", str(self.port), "--print-connection"],
+            text=True,
+        )
+        return dict(json.loads(out))
+
+    def insert(self, count: int, first_ms: int = FIRST_MS, prerender: bool = False) -> None:
+        owner = self.connection()["login"]
+        done = 0
+        while done < count:
+            batch = min(1000, count - done)
+            self.admin.post(
+                "/documents",
+                json={"owner": owner, "count": batch, "creationDate": first_ms + done * 1000, "spacingMs": 1000,
+                      "prerender": prerender},
+            ).raise_for_status()
+            done += batch
+
+    def counters(self) -> dict[str, Any]:
+        return dict(self.admin.get("/counters").json())
+
+    def reset_counters(self) -> None:
+        self.admin.post("/counters/reset").raise_for_status()
+
+    def api_requests(self) -> int:
+        routes = self.counters()["routes"]
+        return sum(n for route, n in routes.items() if route != "POST /oauth/token")
+
+    def grants(self) -> int:
+        return sum(self.counters()["grants"].values())
+
+
+@contextmanager
+def sandbox(latency_ms: float) -> Iterator[Sandbox]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "airflow_provider_gini.sandbox", "--port", str(port), "--no-seed"]
+    if latency_ms:
+        cmd += ["--latency", str(latency_ms)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())  # noqa: S603
+    try:
+        assert proc.stdout is not None
+        proc.stdout.readline()
+        box = Sandbox(port)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if box.admin.get("/health").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        yield box
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)

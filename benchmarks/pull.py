@@ -1,0 +1,119 @@
+"""Pull throughput: our operator's engine against a plain HttpHook loop and the latency limit.
+
+Also the memory child: ``python -m benchmarks.pull --memory ...`` pulls in a fresh process and
+prints its peak RSS, so one process's history cannot blur another's figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import math
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import FIRST_MS, Sandbox
+
+PAGE_SIZE = 100
+
+
+def window(n: int) -> tuple[datetime, datetime]:
+    start = datetime.fromtimestamp(FIRST_MS / 1000, timezone.utc)
+    end = datetime.fromtimestamp((FIRST_MS + n * 1000) / 1000, timezone.utc)
+    return start, end
+
+
+def minimum_requests(n: int, include_processed: bool) -> int:
+    """One list page per PAGE_SIZE documents (the listing carries each document's JSON), one
+    extractions call per document, one download per document when asked for."""
+    return math.ceil(n / PAGE_SIZE) + n * (2 if include_processed else 1)
+
+
+def ours(box: Sandbox, n: int, include_processed: bool, max_workers: int, destination: Path) -> dict[str, Any]:
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    os.environ["AIRFLOW_CONN_GINI_DEFAULT"] = json.dumps(box.connection())
+    start, end = window(n)
+    operator = GiniPullDocumentsOperator(
+        task_id="pull", destination=str(destination), created_after=start, created_before=end,
+        include_processed=include_processed, max_workers=max_workers, page_size=PAGE_SIZE,
+    )
+    box.reset_counters()
+    began = time.perf_counter()
+    result = operator.execute({"run_id": f"bench_{time.time_ns()}"})  # type: ignore[arg-type]
+    seconds = time.perf_counter() - began
+    assert result["pulled"] == n, result
+    return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
+
+
+def baseline(box: Sandbox, n: int, include_processed: bool, destination: Path) -> dict[str, Any]:
+    """What Airflow users hand-roll today: HttpHook, one token, pages, then each document in turn."""
+    from airflow.providers.http.hooks.http import HttpHook
+
+    conn = box.connection()
+    os.environ["AIRFLOW_CONN_GINI_HTTP"] = json.dumps(
+        {"conn_type": "http", "host": "127.0.0.1", "port": box.port, "schema": "http"}
+    )
+    box.reset_counters()
+    began = time.perf_counter()
+    basic = base64.b64encode(f"{conn['extra']['client_id']}:{conn['extra']['client_secret']}".encode()).decode()
+    token = HttpHook(method="POST", http_conn_id="gini_http").run(
+        "/oauth/token?grant_type=password",
+        data={"username": conn["login"], "password": conn["password"]},
+        headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+    ).json()["access_token"]
+    headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.gini.v1+json"}
+    get = HttpHook(method="GET", http_conn_id="gini_http")
+    start_ms, end_ms = FIRST_MS, FIRST_MS + n * 1000
+    ids: list[str] = []
+    offset = 0
+    while True:
+        page = get.run("/documents", data={"limit": PAGE_SIZE, "offset": offset}, headers=headers).json()
+        docs = [d for d in page["documents"] if start_ms <= d["creationDate"] < end_ms]
+        ids += [d["id"] for d in docs]
+        offset += PAGE_SIZE
+        if offset >= page["totalCount"]:
+            break
+    for doc_id in ids:
+        folder = destination / doc_id
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "document.json").write_text(get.run(f"/documents/{doc_id}", headers=headers).text)
+        (folder / "extractions.json").write_text(get.run(f"/documents/{doc_id}/extractions", headers=headers).text)
+        if include_processed:
+            raw = get.run(f"/documents/{doc_id}/processed", headers={**headers, "Accept": "application/octet-stream"})
+            (folder / "processed.pdf").write_bytes(raw.content)
+    seconds = time.perf_counter() - began
+    assert len(ids) == n
+    return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
+
+
+def memory_child(port: int, n: int, max_workers: int) -> None:
+    """In a fresh process: pull N documents, print the peak RSS before and after (MiB)."""
+    box = Sandbox(port)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    destination = Path(tempfile.mkdtemp(prefix="gini-bench-mem-"))
+    try:
+        figures = ours(box, n, include_processed=False, max_workers=max_workers, destination=destination)
+    finally:
+        shutil.rmtree(destination, ignore_errors=True)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"n": n, "rss_before_mib": before, "rss_peak_mib": peak, **figures}))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--n", type=int, required=True)
+    parser.add_argument("--max-workers", type=int, default=16)
+    args = parser.parse_args()
+    memory_child(args.port, args.n, args.max_workers)
+    sys.exit(0)

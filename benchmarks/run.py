@@ -1,0 +1,171 @@
+"""The benchmark suite: every figure of issue 5, as ratios taken in one run.
+
+    python -m benchmarks [--quick] [--latency 20] [--n 1000] [--workers 16]
+
+Starts the sandbox (in its own process) with a fixed per-request latency and reports:
+(a) pull throughput against a plain HttpHook loop and against the latency limit, with the
+requests per document; (b) token grants per run; (c) peak RSS of a pull at N=100 and N=5000;
+(d) the requests of an incremental run with nothing new; (e) triggerer scale; (f) sandbox
+capacity. Results go to stdout and, unless --quick, to benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import FIRST_MS, sandbox
+from benchmarks.pull import baseline, minimum_requests, ours, window
+from benchmarks.triggers import trigger_scale
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def machine() -> str:
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    from importlib.metadata import version
+
+    return (
+        f"{os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}, "
+        f"Airflow {version('apache-airflow')}, airflow-provider-gini {version('airflow-provider-gini')}"
+    )
+
+
+def pull_rows(latency: float, n: int, workers: int, scratch: Path) -> list[tuple[str, str, str, str]]:
+    rows = []
+    with sandbox(latency) as box:
+        box.insert(n, prerender=True)
+        for processed in (False, True):
+            label = "with processed files" if processed else "with extractions"
+            base = baseline(box, n, processed, scratch / f"baseline-{processed}")
+            mine = ours(box, n, processed, workers, scratch / f"ours-{processed}")
+            needed = minimum_requests(n, processed)
+            limit = needed * latency / 1000 / workers
+            rows += [
+                (f"(a) pull {n} docs {label}: ours", f"{mine['seconds']:.2f} s ({n / mine['seconds']:.0f} docs/s)", "", ""),
+                (f"(a) baseline: sequential HttpHook loop", f"{base['seconds']:.2f} s ({base['requests']} requests)", "", ""),
+                (f"(a) ours vs baseline ({label})", f"{base['seconds'] / mine['seconds']:.1f}x faster", ">= 8x",
+                 _ok(base["seconds"] / mine["seconds"] >= 8)),
+                (f"(a) ours vs limit ({label}): {needed} req x {latency:g} ms / {workers}",
+                 f"{limit / mine['seconds']:.2f} of the limit ({limit:.2f} s)", ">= 0.8", _ok(limit / mine["seconds"] >= 0.8)),
+                (f"(a) requests per document ({label})",
+                 f"{mine['requests'] / n:.3f} ({mine['requests']} seen, {needed} minimum)", "= minimum",
+                 _ok(mine["requests"] == needed)),
+                (f"(b) token grants per run ({label})", str(mine["grants"]), "1", _ok(mine["grants"] == 1)),
+            ]
+        # (d) the next run's window holds nothing new.
+        from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+        _, end = window(n)
+        os.environ["AIRFLOW_CONN_GINI_DEFAULT"] = json.dumps(box.connection())
+        box.reset_counters()
+        GiniPullDocumentsOperator(
+            task_id="pull", destination=str(scratch / "incremental"), created_after=end, created_before=None
+        ).execute({"run_id": "incremental"})  # type: ignore[arg-type]
+        requests, grants = box.api_requests(), box.grants()
+        rows.append(("(d) incremental run, nothing new: requests", f"{requests} + {grants} grant", "<= 2 + auth",
+                     _ok(requests <= 2)))
+    return rows
+
+
+def memory_rows(latency: float, sizes: tuple[int, ...], workers: int) -> list[tuple[str, str, str, str]]:
+    peaks = {}
+    for n in sizes:
+        with sandbox(latency) as box:
+            box.insert(n)
+            out = subprocess.check_output(  # noqa: S603
+                [sys.executable, "-m", "benchmarks.pull", "--memory", "--port", str(box.port), "--n", str(n),
+                 "--max-workers", str(workers)],
+                text=True,
+            )
+            peaks[n] = json.loads(out.strip().splitlines()[-1])["rss_peak_mib"]
+    small, large = sizes
+    growth = peaks[large] - peaks[small]
+    return [
+        (f"(c) peak RSS, pull of {small} docs", f"{peaks[small]:.0f} MiB", "", ""),
+        (f"(c) peak RSS, pull of {large} docs", f"{peaks[large]:.0f} MiB", "", ""),
+        (f"(c) growth {small} -> {large}", f"{growth:+.1f} MiB", "< 50 MiB", _ok(growth < 50)),
+    ]
+
+
+def trigger_rows(latency: float, count: int) -> list[tuple[str, str, str, str]]:
+    with sandbox(latency) as box:
+        figures = trigger_scale(box, count, pending_for=3.0, poll_interval=1.0)
+    return [
+        (f"(e) {count} triggers in one event loop: polls/s", f"{figures['polls_per_second']:.0f} "
+         f"({figures['polls']} polls in {figures['seconds']:.1f} s, {figures['succeeded']} succeeded, "
+         f"{figures['grants']} grant)", "", ""),
+        ("(e) longest event-loop stall", f"{figures['max_stall_ms']:.1f} ms", "< 100 ms",
+         _ok(figures["max_stall_ms"] < 100)),
+    ]
+
+
+def capacity_rows(seconds: float) -> list[tuple[str, str, str, str]]:
+    out = subprocess.check_output(  # noqa: S603
+        [sys.executable, "-m", "benchmarks.sandbox_rps", "--seconds", str(seconds)], text=True
+    )
+    row = next(line for line in out.splitlines() if line.startswith("| GET /documents/{id} |"))
+    rps = float(row.split("|")[2].replace(",", ""))
+    return [("(f) sandbox capacity, GET /documents/{id}, no latency", f"{rps:,.0f} requests/s",
+             "> what (a) needs", "")]
+
+
+def _ok(good: bool) -> str:
+    return "met" if good else "MISSED"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="N=100, small memory and trigger runs (for CI)")
+    parser.add_argument("--latency", type=float, default=20.0, help="per-request latency in ms (default 20)")
+    parser.add_argument("--n", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=16)
+    args = parser.parse_args()
+    n = 100 if args.quick else args.n
+    sizes = (20, 100) if args.quick else (100, 5000)
+    triggers = 50 if args.quick else 1000
+    scratch = Path(tempfile.mkdtemp(prefix="gini-bench-"))
+    os.environ.setdefault("AIRFLOW_HOME", str(scratch / "airflow-home"))
+    os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    command = "python -m benchmarks" + (" --quick" if args.quick else "") + f" --latency {args.latency:g}"
+    started = time.perf_counter()
+    try:
+        rows = pull_rows(args.latency, n, args.workers, scratch)
+        rows += memory_rows(args.latency, sizes, args.workers)
+        rows += trigger_rows(args.latency, triggers)
+        rows += capacity_rows(1.0 if args.quick else 5.0)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    # (f) against (a): what our pull asked of the sandbox per second.
+    table = [
+        f"# Benchmarks ({'quick' if args.quick else 'full'} run)",
+        "",
+        f"- date: {date.today().isoformat()}",
+        f"- machine: {machine()}",
+        f"- command: `{command}` (max_workers={args.workers}, page size 100, latency {args.latency:g} ms per request)",
+        f"- took {time.perf_counter() - started:.0f} s",
+        "",
+        "| figure | measured | goal | |",
+        "|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows],
+    ]
+    text = "\n".join(table) + "\n"
+    print(text)
+    if not args.quick:
+        keep = RESULTS.read_text().split("\n## Sandbox capacity", 1) if RESULTS.exists() else ["", ""]
+        RESULTS.write_text(text + ("\n## Sandbox capacity" + keep[1] if len(keep) > 1 else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
