@@ -32,7 +32,14 @@ class Sandbox:
 
     def connection(self) -> dict[str, Any]:
         out = subprocess.check_output(  # noqa: S603
-            [sys.executable, "-m", "airflow_provider_gini.sandbox", "--port", str(self.port), "--print-connection"],
+            [
+                sys.executable,
+                "-m",
+                "airflow_provider_gini.sandbox",
+                "--port",
+                str(self.port),
+                "--print-connection",
+            ],
             text=True,
         )
         return dict(json.loads(out))
@@ -44,8 +51,13 @@ class Sandbox:
             batch = min(1000, count - done)
             self.admin.post(
                 "/documents",
-                json={"owner": owner, "count": batch, "creationDate": first_ms + done * 1000, "spacingMs": 1000,
-                      "prerender": prerender},
+                json={
+                    "owner": owner,
+                    "count": batch,
+                    "creationDate": first_ms + done * 1000,
+                    "spacingMs": 1000,
+                    "prerender": prerender,
+                },
             ).raise_for_status()
             done += batch
 

@@ -37,14 +37,21 @@ def minimum_requests(n: int, include_processed: bool) -> int:
     return math.ceil(n / PAGE_SIZE) + n * (2 if include_processed else 1)
 
 
-def ours(box: Sandbox, n: int, include_processed: bool, max_workers: int, destination: Path) -> dict[str, Any]:
+def ours(
+    box: Sandbox, n: int, include_processed: bool, max_workers: int, destination: Path
+) -> dict[str, Any]:
     from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
     os.environ["AIRFLOW_CONN_GINI_DEFAULT"] = json.dumps(box.connection())
     start, end = window(n)
     operator = GiniPullDocumentsOperator(
-        task_id="pull", destination=str(destination), created_after=start, created_before=end,
-        include_processed=include_processed, max_workers=max_workers, page_size=PAGE_SIZE,
+        task_id="pull",
+        destination=str(destination),
+        created_after=start,
+        created_before=end,
+        include_processed=include_processed,
+        max_workers=max_workers,
+        page_size=PAGE_SIZE,
     )
     box.reset_counters()
     began = time.perf_counter()
@@ -64,12 +71,18 @@ def baseline(box: Sandbox, n: int, include_processed: bool, destination: Path) -
     )
     box.reset_counters()
     began = time.perf_counter()
-    basic = base64.b64encode(f"{conn['extra']['client_id']}:{conn['extra']['client_secret']}".encode()).decode()
-    token = HttpHook(method="POST", http_conn_id="gini_http").run(
-        "/oauth/token?grant_type=password",
-        data={"username": conn["login"], "password": conn["password"]},
-        headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
-    ).json()["access_token"]
+    basic = base64.b64encode(
+        f"{conn['extra']['client_id']}:{conn['extra']['client_secret']}".encode()
+    ).decode()
+    token = (
+        HttpHook(method="POST", http_conn_id="gini_http")
+        .run(
+            "/oauth/token?grant_type=password",
+            data={"username": conn["login"], "password": conn["password"]},
+            headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+        )
+        .json()["access_token"]
+    )
     headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.gini.v1+json"}
     get = HttpHook(method="GET", http_conn_id="gini_http")
     start_ms, end_ms = FIRST_MS, FIRST_MS + n * 1000
@@ -86,9 +99,13 @@ def baseline(box: Sandbox, n: int, include_processed: bool, destination: Path) -
         folder = destination / doc_id
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "document.json").write_text(get.run(f"/documents/{doc_id}", headers=headers).text)
-        (folder / "extractions.json").write_text(get.run(f"/documents/{doc_id}/extractions", headers=headers).text)
+        (folder / "extractions.json").write_text(
+            get.run(f"/documents/{doc_id}/extractions", headers=headers).text
+        )
         if include_processed:
-            raw = get.run(f"/documents/{doc_id}/processed", headers={**headers, "Accept": "application/octet-stream"})
+            raw = get.run(
+                f"/documents/{doc_id}/processed", headers={**headers, "Accept": "application/octet-stream"}
+            )
             (folder / "processed.pdf").write_bytes(raw.content)
     seconds = time.perf_counter() - began
     assert len(ids) == n

@@ -22,9 +22,8 @@ import tempfile
 import time
 from datetime import date
 from pathlib import Path
-from typing import Any
 
-from benchmarks.harness import FIRST_MS, sandbox
+from benchmarks.harness import sandbox
 from benchmarks.pull import baseline, minimum_requests, ours, window
 from benchmarks.triggers import trigger_scale
 
@@ -52,15 +51,36 @@ def pull_rows(latency: float, n: int, workers: int, scratch: Path) -> list[tuple
             needed = minimum_requests(n, processed)
             limit = needed * latency / 1000 / workers
             rows += [
-                (f"(a) pull {n} docs {label}: ours", f"{mine['seconds']:.2f} s ({n / mine['seconds']:.0f} docs/s)", "", ""),
-                (f"(a) baseline: sequential HttpHook loop", f"{base['seconds']:.2f} s ({base['requests']} requests)", "", ""),
-                (f"(a) ours vs baseline ({label})", f"{base['seconds'] / mine['seconds']:.1f}x faster", ">= 8x",
-                 _ok(base["seconds"] / mine["seconds"] >= 8)),
-                (f"(a) ours vs limit ({label}): {needed} req x {latency:g} ms / {workers}",
-                 f"{limit / mine['seconds']:.2f} of the limit ({limit:.2f} s)", ">= 0.8", _ok(limit / mine["seconds"] >= 0.8)),
-                (f"(a) requests per document ({label})",
-                 f"{mine['requests'] / n:.3f} ({mine['requests']} seen, {needed} minimum)", "= minimum",
-                 _ok(mine["requests"] == needed)),
+                (
+                    f"(a) pull {n} docs {label}: ours",
+                    f"{mine['seconds']:.2f} s ({n / mine['seconds']:.0f} docs/s)",
+                    "",
+                    "",
+                ),
+                (
+                    "(a) baseline: sequential HttpHook loop",
+                    f"{base['seconds']:.2f} s ({base['requests']} requests)",
+                    "",
+                    "",
+                ),
+                (
+                    f"(a) ours vs baseline ({label})",
+                    f"{base['seconds'] / mine['seconds']:.1f}x faster",
+                    ">= 8x",
+                    _ok(base["seconds"] / mine["seconds"] >= 8),
+                ),
+                (
+                    f"(a) ours vs limit ({label}): {needed} req x {latency:g} ms / {workers}",
+                    f"{limit / mine['seconds']:.2f} of the limit ({limit:.2f} s)",
+                    ">= 0.8",
+                    _ok(limit / mine["seconds"] >= 0.8),
+                ),
+                (
+                    f"(a) requests per document ({label})",
+                    f"{mine['requests'] / n:.3f} ({mine['requests']} seen, {needed} minimum)",
+                    "= minimum",
+                    _ok(mine["requests"] == needed),
+                ),
                 (f"(b) token grants per run ({label})", str(mine["grants"]), "1", _ok(mine["grants"] == 1)),
             ]
         # (d) the next run's window holds nothing new.
@@ -73,8 +93,14 @@ def pull_rows(latency: float, n: int, workers: int, scratch: Path) -> list[tuple
             task_id="pull", destination=str(scratch / "incremental"), created_after=end, created_before=None
         ).execute({"run_id": "incremental"})  # type: ignore[arg-type]
         requests, grants = box.api_requests(), box.grants()
-        rows.append(("(d) incremental run, nothing new: requests", f"{requests} + {grants} grant", "<= 2 + auth",
-                     _ok(requests <= 2)))
+        rows.append(
+            (
+                "(d) incremental run, nothing new: requests",
+                f"{requests} + {grants} grant",
+                "<= 2 + auth",
+                _ok(requests <= 2),
+            )
+        )
     return rows
 
 
@@ -84,8 +110,18 @@ def memory_rows(latency: float, sizes: tuple[int, ...], workers: int) -> list[tu
         with sandbox(latency) as box:
             box.insert(n)
             out = subprocess.check_output(  # noqa: S603
-                [sys.executable, "-m", "benchmarks.pull", "--memory", "--port", str(box.port), "--n", str(n),
-                 "--max-workers", str(workers)],
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.pull",
+                    "--memory",
+                    "--port",
+                    str(box.port),
+                    "--n",
+                    str(n),
+                    "--max-workers",
+                    str(workers),
+                ],
                 text=True,
             )
             peaks[n] = json.loads(out.strip().splitlines()[-1])["rss_peak_mib"]
@@ -102,11 +138,20 @@ def trigger_rows(latency: float, count: int) -> list[tuple[str, str, str, str]]:
     with sandbox(latency) as box:
         figures = trigger_scale(box, count, pending_for=3.0, poll_interval=1.0)
     return [
-        (f"(e) {count} triggers in one event loop: polls/s", f"{figures['polls_per_second']:.0f} "
-         f"({figures['polls']} polls in {figures['seconds']:.1f} s, {figures['succeeded']} succeeded, "
-         f"{figures['grants']} grant)", "", ""),
-        ("(e) longest event-loop stall", f"{figures['max_stall_ms']:.1f} ms", "< 100 ms",
-         _ok(figures["max_stall_ms"] < 100)),
+        (
+            f"(e) {count} triggers in one event loop: polls/s",
+            f"{figures['polls_per_second']:.0f} "
+            f"({figures['polls']} polls in {figures['seconds']:.1f} s, {figures['succeeded']} succeeded, "
+            f"{figures['grants']} grant)",
+            "",
+            "",
+        ),
+        (
+            "(e) longest event-loop stall",
+            f"{figures['max_stall_ms']:.1f} ms",
+            "< 100 ms",
+            _ok(figures["max_stall_ms"] < 100),
+        ),
     ]
 
 
@@ -116,8 +161,14 @@ def capacity_rows(seconds: float) -> list[tuple[str, str, str, str]]:
     )
     row = next(line for line in out.splitlines() if line.startswith("| GET /documents/{id} |"))
     rps = float(row.split("|")[2].replace(",", ""))
-    return [("(f) sandbox capacity, GET /documents/{id}, no latency", f"{rps:,.0f} requests/s",
-             "> what (a) needs", "")]
+    return [
+        (
+            "(f) sandbox capacity, GET /documents/{id}, no latency",
+            f"{rps:,.0f} requests/s",
+            "> what (a) needs",
+            "",
+        )
+    ]
 
 
 def _ok(good: bool) -> str:
@@ -125,7 +176,9 @@ def _ok(good: bool) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="N=100, small memory and trigger runs (for CI)")
     parser.add_argument("--latency", type=float, default=20.0, help="per-request latency in ms (default 20)")
     parser.add_argument("--n", type=int, default=1000)
@@ -152,7 +205,8 @@ def main() -> int:
         "",
         f"- date: {date.today().isoformat()}",
         f"- machine: {machine()}",
-        f"- command: `{command}` (max_workers={args.workers}, page size 100, latency {args.latency:g} ms per request)",
+        f"- command: `{command}`",
+        f"- settings: max_workers={args.workers}, page size 100, {args.latency:g} ms latency per request",
         f"- took {time.perf_counter() - started:.0f} s",
         "",
         "| figure | measured | goal | |",

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +29,12 @@ def airflow_db() -> Path:
     airflow = Path(sys.executable).with_name("airflow")
     subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())  # noqa: S603
     return AIRFLOW_HOME
+
+
+@pytest.fixture(autouse=True)
+def _fresh_trigger_hooks() -> Iterator[None]:
+    """Triggers share hooks per connection for a minute; each test starts its own sandbox."""
+    yield
+    from airflow_provider_gini.triggers.documents import forget_shared_hooks
+
+    forget_shared_hooks()

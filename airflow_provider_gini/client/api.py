@@ -115,7 +115,7 @@ class GiniAPI:
             if (
                 isinstance(following, bool)
                 or not isinstance(following, int)
-                or following > (cursor or following)
+                or (cursor is not None and following > cursor)
             ):
                 raise GiniProtocolError("Gini answered a 'next' cursor that does not move back in time")
             cursor = following

@@ -37,7 +37,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # not "²" or "١٢": str.isdigit() takes those too
         return float(value)
     try:
         when = parsedate_to_datetime(value)

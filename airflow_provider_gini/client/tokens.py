@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +32,8 @@ log = logging.getLogger("airflow_provider_gini.client")
 DEFAULT_TTL = 300.0
 # Token endpoint errors that mean "try again later" rather than "your request is wrong".
 TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
+# RFC 6750's b64token, loosened to any visible ASCII: what an Authorization header can carry as is.
+_BEARER_TOKEN = re.compile(r"\A[\x21-\x7e]+\Z")
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,12 @@ def parse_token(body: Any) -> Token:
     access = body.get("access_token")
     if not isinstance(access, str) or not access.strip():
         raise GiniProtocolError("The Gini token response has no access_token string")
+    if not _BEARER_TOKEN.match(access):
+        # It goes into an Authorization header: a line break or a non-latin-1 character there makes
+        # requests fail with an error that quotes the header, token included.
+        raise GiniProtocolError(
+            "The Gini token response has an access_token with characters a bearer token cannot have"
+        )
     token_type = body.get("token_type")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = (
@@ -62,7 +71,7 @@ def parse_token(body: Any) -> Token:
     else:
         try:
             ttl = float(expires_in)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # OverflowError: a JSON integer of 309+ digits
             ttl = math.nan
         if isinstance(expires_in, bool) or not math.isfinite(ttl) or ttl <= 0:
             raise GiniProtocolError(

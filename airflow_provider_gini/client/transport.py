@@ -235,16 +235,36 @@ class GiniSession:
 
         return self.retry.run(attempt, idempotent=True, what=f"{grant} grant")
 
-    def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self.settings.timeout)
-        kwargs.setdefault("allow_redirects", False)
+    def _send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        stream: bool = False,
+        **body: Any,
+    ) -> requests.Response:
+        """Prepare and send one request. The request is built here rather than by
+        ``Session.request``, whose merging of session settings costs a third of a request's CPU."""
+        prepared = requests.Request(
+            method, url, headers={**self.http.headers, **(headers or {})}, **body
+        ).prepare()
         base = (
             self.settings.user_center_url
             if url.startswith(self.settings.user_center_url)
             else self.settings.api_url
         )
-        kwargs.setdefault("proxies", self._proxies[base])
-        return self._guarded(url, lambda: self.http.request(method, url, **kwargs))
+        return self._guarded(
+            url,
+            lambda: self.http.send(
+                prepared,
+                timeout=self.settings.timeout,
+                verify=self.http.verify,
+                proxies=self._proxies[base],
+                stream=stream,
+                allow_redirects=False,
+            ),
+        )
 
     def _guarded(self, url: str, step: Callable[[], T]) -> T:
         """Run ``step``, turning requests' exceptions into GiniTransportError.

@@ -152,7 +152,9 @@ class Puller:
         try:
             return self._fetch(doc_id, doc, fresh=names is None)
         except GiniNotFound:
-            # Deleted between the listing and now: nothing to keep, and nothing lost.
+            # Deleted between the listing and now: nothing to keep, and nothing lost. What was
+            # written for it goes too, so no folder is left for a document that does not exist.
+            self.store.remove_incomplete(doc_id)
             return ManifestLine(doc_id, "gone", doc.get("progress"), _name(doc), doc.get("creationDate"))
 
     def _fetch(self, doc_id: str, doc: dict[str, Any], fresh: bool) -> ManifestLine:

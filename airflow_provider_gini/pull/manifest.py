@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from airflow_provider_gini.pull.storage import TMP_MARK, Store
+from airflow_provider_gini.pull.storage import TMP_MARK, Store, json_bytes
 
 KEY_EXTRACTIONS = (
     "amountToPay",
@@ -59,7 +58,7 @@ class ManifestLine:
         }
         if self.error:
             body["error"] = self.error
-        return json.dumps(body, ensure_ascii=False)
+        return json_bytes(body).decode()
 
 
 def manifest_name(run_id: str | None, window: list[str | None]) -> str:

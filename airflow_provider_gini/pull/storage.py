@@ -38,6 +38,15 @@ MEDIA_EXT = {
 }
 
 
+def json_bytes(body: Any, **options: Any) -> bytes:
+    """UTF-8 JSON of ``body``, non-ASCII text as is. A string with a lone surrogate (JSON's
+    ``"\\ud800"`` escape decodes to one, and UTF-8 cannot encode it) keeps its escapes instead."""
+    try:
+        return json.dumps(body, ensure_ascii=False, **options).encode()
+    except UnicodeEncodeError:
+        return json.dumps(body, **options).encode()
+
+
 def destination_path(destination: str | ObjectStoragePath, conn_id: str | None = None) -> ObjectStoragePath:
     """An ObjectStoragePath for a URL (``s3://...``, ``file://...``) or a local path."""
     if isinstance(destination, ObjectStoragePath):
@@ -124,12 +133,18 @@ class Store:
             raise
 
     def write_json(self, relative: str, body: Any) -> None:
-        data = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        data = json_bytes(body, separators=(",", ":"))
         self.write_atomic(relative, lambda out: out.write(data))
 
     def read_json(self, relative: str) -> Any:
         with self.fs.open(self.path(relative), "rb") as handle:
             return json.loads(handle.read())
+
+    def remove_incomplete(self, folder: str) -> None:
+        """Remove ``folder`` unless it holds a complete document (a ``document.json``)."""
+        names = self.names(folder)
+        if names is not None and DOCUMENT not in names:
+            self.fs.rm(self.path(folder), recursive=True)
 
     def remove_leftovers(self, folder: str, names: list[str]) -> None:
         """Temporary files a killed task left behind."""

@@ -23,19 +23,32 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gini.client.errors import GiniError
 
-_POLLERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="gini-trigger")
+# Few threads on purpose: every extra thread contends for the GIL with the event loop.
+POLLER_THREADS = 4
+_POLLERS = ThreadPoolExecutor(max_workers=POLLER_THREADS, thread_name_prefix="gini-trigger")
 _HOOKS: OrderedDict[str, Any] = OrderedDict()
+_RECENT: dict[str, tuple[float, str]] = {}
 _HOOKS_LOCK = threading.Lock()
 _MAX_HOOKS = 32
+# How long a connection read is trusted before a new trigger reads it again.
+CONNECTION_TTL = 60.0
 
 
 def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
-    """One hook per connection content: a changed connection (new host, rotated secret) gets a
-    new hook rather than the stale one. Blocking; run it off the event loop."""
+    """One hook per connection content, so one token for all the triggers of a connection.
+
+    The connection is read again at most every CONNECTION_TTL seconds; a changed connection (new
+    host, rotated secret) then gets a new hook rather than the stale one. Blocking: run it off
+    the event loop.
+    """
     from airflow_provider_gini.hooks.gini import GiniHook
 
-    # One pooled connection per polling thread.
-    hook = GiniHook(gini_conn_id, **{"pool_size": _POLLERS._max_workers, **hook_params})
+    asked = json.dumps([gini_conn_id, hook_params], sort_keys=True, default=str)
+    with _HOOKS_LOCK:
+        fresh_until, key = _RECENT.get(asked, (0.0, ""))
+        if time.monotonic() < fresh_until and key in _HOOKS:
+            return _HOOKS[key]
+    hook = GiniHook(gini_conn_id, **{"pool_size": POLLER_THREADS, **hook_params})
     settings = dataclasses.asdict(hook.settings())
     # A digest, so the cache keys hold no credential.
     key = hashlib.sha256(
@@ -47,7 +60,17 @@ def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
             while len(_HOOKS) > _MAX_HOOKS:
                 _HOOKS.popitem(last=False)[1].close()
         _HOOKS.move_to_end(key)
+        _RECENT[asked] = (time.monotonic() + CONNECTION_TTL, key)
         return _HOOKS[key]
+
+
+def forget_shared_hooks() -> None:
+    """Drop the shared hooks, e.g. between tests that each start their own Gini."""
+    with _HOOKS_LOCK:
+        for hook in _HOOKS.values():
+            hook.close()
+        _HOOKS.clear()
+        _RECENT.clear()
 
 
 class GiniDocumentProcessedTrigger(BaseTrigger):
