@@ -23,6 +23,15 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": "Gini", "python-modules": ["airflow_provider_gini.hooks.gini"]}],
+        "operators": [
+            {"integration-name": "Gini", "python-modules": ["airflow_provider_gini.operators.documents"]}
+        ],
+        "sensors": [
+            {"integration-name": "Gini", "python-modules": ["airflow_provider_gini.sensors.documents"]}
+        ],
+        "triggers": [
+            {"integration-name": "Gini", "python-modules": ["airflow_provider_gini.triggers.documents"]}
+        ],
         "connection-types": [
             {
                 "connection-type": "gini",
