@@ -77,9 +77,10 @@ class RetryPolicy:
             attempts += 1
             return operation()
 
-        backoff = tenacity.wait_exponential_jitter(
-            initial=s.backoff_initial, max=s.backoff_max, jitter=s.backoff_initial
-        )
+        # Exponential from backoff_initial, capped, plus up to backoff_initial of jitter.
+        backoff = tenacity.wait_exponential(
+            multiplier=s.backoff_initial, max=s.backoff_max
+        ) + tenacity.wait_random(0, s.backoff_initial)
 
         def should_retry(exc: BaseException) -> bool:
             if not is_transient(exc, idempotent):

@@ -1,0 +1,306 @@
+"""Property-based tests of everything that reads what Gini sends: token responses, Retry-After,
+document pages and extractions, and the writers that store them. Each either returns a valid
+value or raises the package's typed error (a GiniError), never anything else, whatever it gets."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import tempfile
+import time
+from collections.abc import Iterator
+from email.utils import formatdate
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from hypothesis import HealthCheck, assume, example, given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_gini.client.api import GiniAPI, _created
+from airflow_provider_gini.client.errors import GiniError, GiniProtocolError
+from airflow_provider_gini.client.retry import parse_retry_after
+from airflow_provider_gini.client.tokens import Token, parse_token
+from airflow_provider_gini.pull.manifest import KEY_EXTRACTIONS, ManifestLine, flatten
+from airflow_provider_gini.pull.storage import Store, destination_path
+
+SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Strings as a server could send them: any code point, lone surrogates included (JSON's "\ud800"
+# escapes decode to them).
+ANY_TEXT = st.text(
+    st.characters(codec=None, categories=None) | st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
+)
+SCALARS = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=10**300, max_value=10**400)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | ANY_TEXT
+)
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(ANY_TEXT, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def loaded(value: Any) -> Any:
+    """``value`` as json.loads would give it back from the wire (NaN and Infinity included)."""
+    return json.loads(json.dumps(value))
+
+
+# --- token responses --------------------------------------------------------------------------
+
+TOKEN_BODIES = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "access_token": st.uuids().map(str) | ANY_TEXT | JSON,
+            "token_type": st.sampled_from(["bearer", "Bearer", "BEARER", "mac", "", "bearer "]) | JSON,
+            "expires_in": st.integers()
+            | st.floats()
+            | st.sampled_from(["3599", "1e309", "nan", "-5", 10**400])
+            | JSON,
+            "refresh_token": st.uuids().map(str) | ANY_TEXT | JSON,
+            "scope": JSON,
+        },
+    )
+    | JSON
+)
+
+
+@SETTINGS
+@given(TOKEN_BODIES)
+@example({"access_token": "a-token", "token_type": "bearer", "expires_in": 10**400})
+@example({"access_token": "tok\nen-with-a-line-break", "token_type": "bearer", "expires_in": 60})
+@example({"access_token": "tökén-€", "token_type": "bearer", "expires_in": 60})
+def test_parse_token_returns_a_usable_token_or_a_typed_error(body: Any) -> None:
+    refused: GiniProtocolError | None = None
+    try:
+        token = parse_token(body)
+    except GiniProtocolError as exc:
+        refused = exc
+    if refused is not None:
+        secrets = [body.get(k) for k in ("access_token", "refresh_token")] if isinstance(body, dict) else []
+        quoted = [s for s in secrets if isinstance(s, str) and len(s) >= 8 and s in str(refused)]
+        assert quoted == [], "a token response error quoted the token"
+        return
+    assert isinstance(token, Token)
+    assert isinstance(token.access_token, str)
+    assert token.access_token
+    assert math.isfinite(token.expires_in)
+    assert token.expires_in > 0
+    assert token.refresh_token is None or (isinstance(token.refresh_token, str) and token.refresh_token)
+    # Whatever is accepted can be sent: a header requests and http.client will put on the wire.
+    prepared = requests.Request(
+        "GET", "http://127.0.0.1/", headers={"Authorization": f"Bearer {token.access_token}"}
+    ).prepare()
+    prepared.headers["Authorization"].encode("latin-1")
+
+
+# --- Retry-After ------------------------------------------------------------------------------
+
+NOW = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+# Header values arrive decoded as latin-1, so any of its characters may show up.
+LATIN1 = st.text(st.characters(min_codepoint=0, max_codepoint=255))
+HTTP_DATES = st.floats(min_value=-(10**9), max_value=10**10).map(lambda s: formatdate(NOW + s, usegmt=True))
+RETRY_AFTER = (
+    LATIN1
+    | st.from_regex(r"\A\s*[0-9]{1,400}\s*\Z")
+    | HTTP_DATES
+    | st.sampled_from(
+        ["²", "¹³", "١٢", "-1", "1.5", "Fri, 31 Dec 9999 23:59:59 GMT", "Mon, 01 Jan 0001 00:00:00 GMT"]
+    )
+)
+
+
+@SETTINGS
+@given(st.none() | RETRY_AFTER)
+@example("²")
+def test_parse_retry_after_returns_seconds_or_none(value: str | None) -> None:
+    seconds = parse_retry_after(value, now=NOW)
+    assert seconds is None or (isinstance(seconds, float) and seconds >= 0 and not math.isnan(seconds))
+
+
+@SETTINGS
+@given(st.integers(min_value=0, max_value=10**6))
+def test_retry_after_in_seconds_is_read_exactly(n: int) -> None:
+    assert parse_retry_after(f" {n} ", now=NOW) == float(n)
+
+
+@SETTINGS
+@given(st.integers(min_value=0, max_value=10**8))
+def test_retry_after_as_a_date_is_read_to_the_second(n: int) -> None:
+    assert parse_retry_after(formatdate(NOW + n, usegmt=True), now=NOW) == pytest.approx(n, abs=1)
+
+
+# --- document pages ---------------------------------------------------------------------------
+
+
+class Pages(GiniAPI):
+    """GiniAPI over canned pages instead of HTTP: ``iter_documents``' own logic, nothing else."""
+
+    def __init__(self, pages: list[Any]) -> None:
+        self.pages = list(pages)
+        self.calls: list[dict[str, Any]] = []
+
+    def _json(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+        self.calls.append(kwargs["params"])
+        return self.pages.pop(0) if self.pages else {"documents": []}
+
+
+DATES = st.integers(min_value=-5, max_value=5) | st.integers(min_value=-(2**62), max_value=2**62)
+DOC = st.fixed_dictionaries({"id": st.uuids().map(str), "creationDate": DATES | JSON})
+PAGE = st.fixed_dictionaries(
+    {"documents": st.lists(DOC | JSON, max_size=5)}, optional={"next": DATES | JSON, "totalCount": JSON}
+)
+BOUNDS = st.none() | st.integers(min_value=-6, max_value=6)
+
+
+@SETTINGS
+@given(st.lists(PAGE | JSON, max_size=6), BOUNDS, BOUNDS)
+# A document created at epoch 0, then a 'next' cursor that moves forward: the same document again.
+@example(
+    [
+        {"documents": [{"id": "a", "creationDate": 0}], "next": 5},
+        {"documents": [{"id": "a", "creationDate": 0}]},
+    ],
+    None,
+    None,
+)
+def test_iter_documents_yields_a_valid_sequence_or_a_typed_error(
+    pages: list[Any], lower: int | None, upper: int | None
+) -> None:
+    assume(lower is None or upper is None or lower <= upper)
+    api = Pages([loaded(p) for p in pages])
+    seen: list[dict[str, Any]] = []
+    try:
+        for doc in api.iter_documents(lower, upper, page_size=5):
+            seen.append(doc)
+    except GiniProtocolError:
+        pass
+    dates = [_created(doc) for doc in seen]
+    assert all(a > b for a, b in itertools.pairwise(dates)), f"not strictly newest first: {dates}"
+    assert all((lower is None or d >= lower) and (upper is None or d < upper) for d in dates)
+    assert len(api.calls) <= len(pages) + 1
+
+
+@SETTINGS
+@given(
+    st.lists(st.integers(min_value=-(10**13), max_value=10**13), unique=True, max_size=40),
+    st.integers(min_value=1, max_value=7),
+    BOUNDS.map(lambda b: None if b is None else b * 10**12),
+    BOUNDS.map(lambda b: None if b is None else b * 10**12),
+)
+def test_iter_documents_pages_an_honest_server_exactly(
+    dates: list[int], page_size: int, lower: int | None, upper: int | None
+) -> None:
+    """Against a server that pages as Gini does, exactly the window's documents, each once."""
+    assume(lower is None or upper is None or lower <= upper)
+    newest_first = sorted(dates, reverse=True)
+
+    class Honest(GiniAPI):
+        def _json(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
+            params = kwargs["params"]
+            cursor = params.get("next")
+            rest = [d for d in newest_first if cursor is None or d < cursor]
+            page = rest[: params["limit"]]
+            body: dict[str, Any] = {
+                "totalCount": len(dates),
+                "documents": [{"id": str(d), "creationDate": d} for d in page],
+            }
+            if len(rest) > len(page) and page:
+                body["next"] = page[-1]
+            return body
+
+    got = [doc["creationDate"] for doc in Honest().iter_documents(lower, upper, page_size=page_size)]
+    assert got == [d for d in newest_first if (lower is None or d >= lower) and (upper is None or d < upper)]
+
+
+@SETTINGS
+@given(JSON)
+def test_list_documents_accepts_only_a_page(page: Any) -> None:
+    api = Pages([loaded(page)])
+    try:
+        result = api.list_documents(limit=5)
+    except GiniProtocolError:
+        return
+    assert isinstance(result, dict)
+    assert isinstance(result["documents"], list)
+
+
+# --- extractions and what is written ----------------------------------------------------------
+
+EXTRACTIONS = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "extractions": st.dictionaries(
+                st.sampled_from([*KEY_EXTRACTIONS, "other"]) | ANY_TEXT,
+                st.fixed_dictionaries({}, optional={"value": JSON, "entity": JSON, "candidates": JSON})
+                | JSON,
+                max_size=6,
+            )
+            | JSON,
+            "candidates": JSON,
+            "compoundExtractions": JSON,
+        },
+    )
+    | JSON
+)
+
+
+@SETTINGS
+@given(EXTRACTIONS)
+def test_flatten_gives_every_key_extraction_as_text_or_none(extractions: Any) -> None:
+    flat = flatten(loaded(extractions))
+    assert list(flat) == list(KEY_EXTRACTIONS)
+    assert all(value is None or isinstance(value, str) for value in flat.values())
+
+
+@pytest.fixture(scope="module")
+def store() -> Iterator[Store]:
+    with tempfile.TemporaryDirectory() as folder:
+        yield Store(destination_path(folder))
+
+
+@SETTINGS
+@given(body=JSON)
+@example(body={"name": "\udfff", "ok": "ü"})
+def test_whatever_gini_sends_is_stored_as_received(store: Store, body: Any) -> None:
+    """document.json and extractions.json hold the API's JSON as received: any JSON value,
+    strings with lone surrogates included, reads back equal (or fails typed, never half-written)."""
+    received = loaded(body)
+    name = f"doc-{time.monotonic_ns()}.json"
+    store.write_json(name, received)
+    again = store.read_json(name)
+    assert json.dumps(again, sort_keys=True) == json.dumps(received, sort_keys=True)
+    assert not [p for p in Path(store.base).iterdir() if ".gini-tmp-" in p.name]
+
+
+@SETTINGS
+@given(ANY_TEXT | JSON, EXTRACTIONS, st.sampled_from(["pulled", "errored", "pending", "gone", "skipped"]))
+@example("\ud800 a lone surrogate", {}, "pulled")
+def test_a_manifest_line_is_one_line_of_json(name: Any, extractions: Any, outcome: str) -> None:
+    line = ManifestLine(
+        "doc-1",
+        outcome,
+        "COMPLETED",
+        name if isinstance(name, str) else None,
+        1767225600000,
+        ["doc-1/document.json"],
+        flatten(loaded(extractions)),
+    )
+    data = (line.to_json() + "\n").encode()
+    assert data.count(b"\n") == 1
+    parsed = json.loads(data)
+    assert parsed["id"] == "doc-1"
+    assert parsed["name"] == line.name
+
+
+def test_typed_errors_are_gini_errors() -> None:
+    assert issubclass(GiniProtocolError, GiniError)
