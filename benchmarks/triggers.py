@@ -64,3 +64,17 @@ def trigger_scale(box: Sandbox, count: int, pending_for: float, poll_interval: f
         "max_stall_ms": figures["max_stall"] * 1000,
         "grants": box.grants(),
     }
+
+
+if __name__ == "__main__":
+    # Run in a fresh process, like a triggerer, so earlier benchmark phases' heaps (and their
+    # garbage-collection pauses) do not show up as this phase's event-loop stalls.
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--count", type=int, required=True)
+    parser.add_argument("--pending-for", type=float, default=3.0)
+    parser.add_argument("--poll-interval", type=float, default=1.0)
+    args = parser.parse_args()
+    print(json.dumps(trigger_scale(Sandbox(args.port), args.count, args.pending_for, args.poll_interval)))
