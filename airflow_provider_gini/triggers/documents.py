@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import hashlib
 import json
+import random
 import threading
 import time
 from collections import OrderedDict
@@ -128,7 +129,9 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                         "timeout", progress, f"Document {self.document_id} was still {progress}"
                     )
                     return
-                delay = self.poll_interval
+                # +-20% jitter: triggers deferred together would otherwise wake together, every
+                # interval, and a thousand simultaneous wake-ups stall the triggerer's loop.
+                delay = self.poll_interval * random.uniform(0.8, 1.2)
                 if self.end_time is not None:
                     delay = max(0.0, min(delay, self.end_time - time.time()))
                 await asyncio.sleep(delay)
