@@ -92,12 +92,17 @@ def json_of(response: requests.Response) -> Any:
     )
 
 
+def _loose_json(content: bytes) -> Any:
+    """An error body's JSON, or None when it is not JSON: error bodies may be anything."""
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
 def _error_message(response: requests.Response) -> tuple[str, str | None]:
     request_id = response.headers.get("X-Request-Id")
-    try:
-        body = json.loads(response.content[:65536])
-    except (ValueError, UnicodeDecodeError):
-        return "no readable error message", request_id
+    body = _loose_json(response.content[:65536])
     if not isinstance(body, dict):
         return "no readable error message", request_id
     message = body.get("message") or body.get("error_description") or body.get("error")
@@ -221,11 +226,7 @@ class GiniSession:
                 content = self._guarded(url, lambda: response.content)
                 request_id = response.headers.get("X-Request-Id")
                 if response.status_code != 200:
-                    try:
-                        body = json.loads(content)
-                    except (ValueError, UnicodeDecodeError):
-                        body = None
-                    error = oauth_error(response.status_code, body, grant, request_id)
+                    error = oauth_error(response.status_code, _loose_json(content), grant, request_id)
                     if isinstance(error, GiniHTTPError):
                         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     raise error

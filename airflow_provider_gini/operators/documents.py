@@ -202,7 +202,8 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
                     ),
                     method_name="execute_complete",
                 )
-            return _finished(doc, document_id)
+            fail_on_error(document_id, doc["progress"])
+            return document_id
         try:
             self.hook.wait_for_processing(
                 document_id, timeout=self.processing_timeout, poll_interval=self.poll_interval
@@ -230,10 +231,11 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
         return None
 
 
-def _finished(doc: dict[str, Any], document_id: str) -> str:
-    if doc["progress"] == "ERROR":
+def fail_on_error(document_id: str, progress: str) -> str:
+    """``progress``, unless it is ERROR: that fails the task without retries, which cannot help."""
+    if progress == "ERROR":
         raise AirflowFailException(f"Gini could not process document {document_id} (progress ERROR)")
-    return document_id
+    return progress
 
 
 def complete_processing_event(event: dict[str, Any]) -> str:

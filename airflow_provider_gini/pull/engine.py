@@ -136,8 +136,9 @@ class Puller:
         doc_id = safe_id(listed.get("id"))
         names = self.store.names(doc_id)
         if names is not None:
-            if self._complete(doc_id, names):
-                return self._skipped(doc_id, names)
+            stored = self._stored(doc_id, names)
+            if stored is not None:
+                return self._skipped(doc_id, names, stored)
             self.store.remove_leftovers(doc_id, names)
         doc = listed
         if doc.get("progress") == "PENDING":
@@ -188,17 +189,20 @@ class Puller:
             flat,
         )
 
-    def _complete(self, doc_id: str, names: list[str]) -> bool:
+    def _stored(self, doc_id: str, names: list[str]) -> dict[str, Any] | None:
+        """The stored document when everything this pull wants of it is already there, else None."""
         if DOCUMENT not in names:
-            return False
-        if self.store.read_json(f"{doc_id}/{DOCUMENT}").get("progress") != "COMPLETED":
-            return True
+            return None
+        doc: dict[str, Any] = self.store.read_json(f"{doc_id}/{DOCUMENT}")
+        if doc.get("progress") != "COMPLETED":
+            return doc
         if self.options.include_extractions and EXTRACTIONS not in names:
-            return False
-        return not self.options.include_processed or any(n.startswith("processed.") for n in names)
+            return None
+        if self.options.include_processed and not any(n.startswith("processed.") for n in names):
+            return None
+        return doc
 
-    def _skipped(self, doc_id: str, names: list[str]) -> ManifestLine:
-        doc = self.store.read_json(f"{doc_id}/{DOCUMENT}")
+    def _skipped(self, doc_id: str, names: list[str], doc: dict[str, Any]) -> ManifestLine:
         flat = flatten(self.store.read_json(f"{doc_id}/{EXTRACTIONS}")) if EXTRACTIONS in names else {}
         files = sorted(f"{doc_id}/{name}" for name in names if not name.startswith("."))
         return ManifestLine(

@@ -9,10 +9,10 @@ from typing import Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, Context
-from airflow.sdk.exceptions import AirflowFailException, AirflowSensorTimeout
+from airflow.sdk.exceptions import AirflowSensorTimeout
 
 from airflow_provider_gini.hooks.gini import GiniHook
-from airflow_provider_gini.operators.documents import complete_processing_event
+from airflow_provider_gini.operators.documents import complete_processing_event, fail_on_error
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
 
 
@@ -48,9 +48,7 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
         return GiniHook(self.gini_conn_id, **self.hook_params)
 
     def poke(self, context: Context) -> bool:
-        progress = self.hook.get_document(self.document_id)["progress"]
-        if progress == "ERROR":
-            raise AirflowFailException(f"Gini could not process document {self.document_id} (progress ERROR)")
+        progress = fail_on_error(self.document_id, self.hook.get_document(self.document_id)["progress"])
         self.log.info("Document %s is %s", self.document_id, progress)
         return bool(progress == "COMPLETED")
 

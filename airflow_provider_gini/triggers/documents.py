@@ -50,7 +50,8 @@ def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
         if time.monotonic() < fresh_until and key in _HOOKS:
             return _HOOKS[key]
     hook = GiniHook(gini_conn_id, **{"pool_size": POLLER_THREADS, **hook_params})
-    settings = dataclasses.asdict(hook.settings())
+    # One read of the connection serves both the cache key and the hook's session.
+    settings = dataclasses.asdict(hook.gini.settings)
     # A digest, so the cache keys hold no credential.
     key = hashlib.sha256(
         json.dumps([gini_conn_id, settings], sort_keys=True, default=str).encode()
@@ -60,6 +61,8 @@ def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
             _HOOKS[key] = hook
             while len(_HOOKS) > _MAX_HOOKS:
                 _HOOKS.popitem(last=False)[1].close()
+        elif _HOOKS[key] is not hook:
+            hook.close()  # the connection is unchanged: keep the hook (and token) already shared
         _HOOKS.move_to_end(key)
         _RECENT[asked] = (time.monotonic() + CONNECTION_TTL, key)
         return _HOOKS[key]
