@@ -89,13 +89,19 @@ def test_client_without_refresh_tokens_signs_in_again(
     assert gini_connection.counters()["grants"] == {"password": 2}
 
 
+def signed_in_with_dead_tokens(sandbox: RunningSandbox, make_hook: MakeHook) -> GiniHook:
+    """A hook that signed in, whose access token has expired and whose refresh token is revoked."""
+    hook = make_hook()
+    hook.list_documents(limit=1)
+    sandbox.revoke_refresh_tokens()
+    sandbox.expire_tokens()
+    return hook
+
+
 def test_rejected_refresh_token_falls_back_to_one_password_grant(
     gini_connection: RunningSandbox, make_hook: MakeHook
 ) -> None:
-    hook = make_hook()
-    hook.list_documents(limit=1)
-    gini_connection.revoke_refresh_tokens()
-    gini_connection.expire_tokens()
+    hook = signed_in_with_dead_tokens(gini_connection, make_hook)
     hook.list_documents(limit=1)
     counters = gini_connection.counters()
     assert counters["grants"] == {"password": 2, "refresh_token": 1}
@@ -106,10 +112,7 @@ def test_rejected_refresh_token_falls_back_to_one_password_grant(
 def test_fallback_password_refused_fails_without_retry(
     gini_connection: RunningSandbox, make_hook: MakeHook
 ) -> None:
-    hook = make_hook()
-    hook.list_documents(limit=1)
-    gini_connection.revoke_refresh_tokens()
-    gini_connection.expire_tokens()
+    hook = signed_in_with_dead_tokens(gini_connection, make_hook)
     gini_connection.change_password(DEMO_USER.email, "changed-elsewhere")
     with pytest.raises(GiniInvalidUserCredentials) as caught:
         hook.list_documents(limit=1)
