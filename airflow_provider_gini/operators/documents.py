@@ -3,6 +3,7 @@ send feedback, delete."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_gini.client.errors import GiniNotFound, GiniProcessingError
 from airflow_provider_gini.operators.base import GiniBaseOperator
+from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
 from airflow_provider_gini.pull.engine import Puller, PullOptions, pending_error
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
 from airflow_provider_gini.pull.storage import Store, destination_path
@@ -47,6 +49,10 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     document is waited for up to ``pending_timeout`` seconds; any still pending fail the task,
     named, after the manifest is written, so a retry gets them. Documents in ERROR are recorded
     and do not fail the run. Document ids must be plain tokens to become folder names.
+
+    **Lineage.** The destination is the task's outlet Asset. With the ``openlineage`` extra,
+    the run's OpenLineage events name the Gini API as input and the destination as output, with
+    the number of documents pulled.
 
     Returns (XCom) ``{"manifest", "pulled", "skipped", "errored", "pending", "gone", "window"}``.
     """
@@ -99,6 +105,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self.poll_interval = poll_interval
         self.destination_conn_id = destination_conn_id
         self.hook_params.setdefault("pool_size", max_workers + 2)
+        self._lineage: PullLineage | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
         window = resolve_window(context, self.created_after, self.created_before)
@@ -117,6 +124,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         )
         self.log.info("Pulling Gini documents created in %s into %s", window.describe(), root)
         manifest = ManifestWriter(store, f"{MANIFESTS}/{name}")
+        self._lineage = PullLineage(self.hook.gini.settings.api_url, str(root), window.describe())
         try:
             pending = Puller(self.hook, store, options).run(window, manifest)
         except BaseException:
@@ -124,6 +132,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             raise
         manifest.commit()
         counts = manifest.counts
+        self._lineage = dataclasses.replace(self._lineage, pulled=counts.get("pulled", 0))
         summary = ", ".join(f"{v} {k}" for k, v in counts.items())
         self.log.info("Gini pull done: %s; manifest %s", summary, manifest.uri)
         if self._alias is not None:
@@ -131,6 +140,13 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         if pending:
             raise pending_error(pending, options.pending_timeout)
         return {"manifest": manifest.uri, **counts, "window": window.as_strings()}
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Called by the OpenLineage listener after execute(); None if execute() never began."""
+        return None if self._lineage is None else operator_lineage(self._lineage)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
 
 
 class GiniUploadDocumentOperator(GiniBaseOperator):
