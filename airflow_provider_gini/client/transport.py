@@ -13,13 +13,15 @@ import os
 import re
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any, TypeVar, cast
+from urllib.parse import urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
+from requests.structures import CaseInsensitiveDict
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, Timeout
+from urllib3 import exceptions as urllib3_errors
 
 from airflow_provider_gini import __version__
 from airflow_provider_gini.client.errors import (
@@ -48,18 +50,6 @@ _ERROR_CLASSES: dict[int, type[GiniHTTPError]] = {
     415: GiniRejected,
     422: GiniRejected,
 }
-
-
-class _Bearer(AuthBase):
-    def __init__(self, token: str) -> None:
-        self._token = token
-
-    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
-        return request
-
-    def __repr__(self) -> str:
-        return "_Bearer(<token>)"
 
 
 class ManagedBearer(AuthBase):
@@ -121,19 +111,21 @@ class GiniSession:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.settings = settings
+        # The environment (proxies, CA bundle) is read once here, not on every request: requests'
+        # per-request scan of os.environ costs more CPU than the request itself under load.
+        verify = _verify(settings.verify)
+        bases = (settings.api_url, settings.user_center_url)
+        self._routes = {base: _Route(base, verify, settings.pool_size) for base in bases}
+        self._timeout = Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
+        self._headers = {"User-Agent": USER_AGENT, "Accept": settings.media_type}
+        # get_conn()'s Session, for callers who make their own requests; ours do not go through it.
         self.http = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=settings.pool_size, max_retries=0)
         self.http.mount("https://", adapter)
         self.http.mount("http://", adapter)
-        # The environment (proxies, CA bundle) is read once here, not on every request: requests'
-        # per-request scan of os.environ costs more CPU than the request itself under load.
         self.http.trust_env = False
-        self.http.verify = _verify(settings.verify)
-        self._proxies = {
-            base: requests.utils.get_environ_proxies(base)
-            for base in (settings.api_url, settings.user_center_url)
-        }
-        self.http.headers.update({"User-Agent": USER_AGENT, "Accept": settings.media_type})
+        self.http.verify = verify
+        self.http.headers.update(self._headers)
         self.retry = RetryPolicy(settings.retry, sleep)
         self.tokens = TokenManager(
             settings.username,
@@ -150,6 +142,8 @@ class GiniSession:
 
     def close(self) -> None:
         self.http.close()
+        for route in self._routes.values():
+            route.adapter.close()
 
     def url(self, path: str) -> str:
         """An absolute API URL; absolute URLs (from Location headers) must stay on the API's origin,
@@ -177,11 +171,11 @@ class GiniSession:
 
         def attempt() -> T:
             token = self.tokens.token()
-            response = self._send(method, url, auth=_Bearer(token), **kwargs)
+            response = self._send(method, url, bearer=token, **kwargs)
             if response.status_code == 401:
                 response.close()
                 self.tokens.invalidate(token)
-                response = self._send(method, url, auth=_Bearer(self.tokens.token()), **kwargs)
+                response = self._send(method, url, bearer=self.tokens.token(), **kwargs)
             try:
                 self._check(response, expect, what)
                 return self._guarded(url, lambda: read(response))
@@ -241,31 +235,48 @@ class GiniSession:
         method: str,
         url: str,
         *,
+        bearer: str | None = None,
         headers: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
         stream: bool = False,
         **body: Any,
     ) -> requests.Response:
-        """Prepare and send one request. The request is built here rather than by
-        ``Session.request``, whose merging of session settings costs a third of a request's CPU."""
-        prepared = requests.Request(
-            method, url, headers={**self.http.headers, **(headers or {})}, **body
-        ).prepare()
-        base = (
+        """Send one request straight through urllib3's pool for its origin.
+
+        requests' Session.send and Request.prepare cost more CPU than the request itself (cookie
+        jars, hooks, settings merging, per-request adapter lookup), and a pull is CPU-bound, so
+        requests only encodes bodies (forms, JSON) here; what comes back is a requests.Response.
+        """
+        route = self._routes[
             self.settings.user_center_url
             if url.startswith(self.settings.user_center_url)
             else self.settings.api_url
-        )
-        return self._guarded(
+        ]
+        sent = {**self._headers, **(headers or {})}
+        if bearer is not None:
+            sent["Authorization"] = f"Bearer {bearer}"
+        payload: Any = None
+        if body:
+            prepared = requests.Request(method, url, headers=sent, params=params, **body).prepare()
+            url, sent, payload = prepared.url or url, dict(prepared.headers), prepared.body
+        elif params:
+            url = f"{url}?{urlencode(params)}"
+        raw = self._guarded(
             url,
-            lambda: self.http.send(
-                prepared,
-                timeout=self.settings.timeout,
-                verify=self.http.verify,
-                proxies=self._proxies[base],
-                stream=stream,
-                allow_redirects=False,
+            lambda: route.pool.urlopen(
+                method,
+                route.target(url),
+                body=payload,
+                headers=sent,
+                redirect=False,
+                assert_same_host=False,
+                preload_content=False,
+                decode_content=False,
+                retries=False,
+                timeout=self._timeout,
             ),
         )
+        return _response(raw, url)
 
     def _guarded(self, url: str, step: Callable[[], T]) -> T:
         """Run ``step``, turning requests' exceptions into GiniTransportError.
@@ -284,7 +295,7 @@ class GiniSession:
             )
         except requests.ConnectionError as exc:
             reason = getattr(exc.args[0], "reason", None) if exc.args else None
-            if isinstance(reason, (NewConnectionError, ConnectTimeoutError)):
+            if isinstance(reason, urllib3_errors.ConnectTimeoutError):
                 error = GiniTransportError(f"Could not connect to {host}", sent=False)
             elif _cause(exc) == "ReadTimeoutError":
                 error = GiniTransportError(
@@ -294,7 +305,46 @@ class GiniSession:
                 error = GiniTransportError(f"The connection to {host} broke ({_cause(exc)})", sent=True)
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
             error = GiniTransportError(f"The answer from {host} broke off ({_cause(exc)})", sent=True)
+        # urllib3's own errors come from sending (requests translates those raised while reading).
+        except urllib3_errors.ConnectTimeoutError:  # NewConnectionError (refused, no route) is one
+            error = GiniTransportError(f"Could not connect to {host}", sent=False)
+        except urllib3_errors.ReadTimeoutError:
+            error = GiniTransportError(
+                f"{host} did not answer within {self.settings.read_timeout:g} s", sent=True
+            )
+        except urllib3_errors.HTTPError as exc:
+            error = GiniTransportError(f"The connection to {host} broke ({_cause(exc)})", sent=True)
         raise error
+
+
+class _Route:
+    """The connection pool for one origin, and how to name a URL to it: the path, or the whole
+    URL when it goes through a plain-HTTP proxy. Proxy and TLS settings are requests' own."""
+
+    def __init__(self, base: str, verify: bool | str, pool_size: int) -> None:
+        self.adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
+        proxies = requests.utils.get_environ_proxies(base)
+        probe = requests.Request("GET", base).prepare()
+        pool = self.adapter.get_connection_with_tls_context(probe, verify, proxies)
+        self.pool = cast(HTTPConnectionPool, pool)
+        parts = urlsplit(base)
+        self.origin = f"{parts.scheme}://{parts.netloc}"
+        self.whole_url = self.adapter.request_url(probe, proxies) != probe.path_url
+
+    def target(self, url: str) -> str:
+        return url if self.whole_url else url[len(self.origin) :] or "/"
+
+
+def _response(raw: BaseHTTPResponse, url: str) -> requests.Response:
+    """What requests' adapter makes of a urllib3 answer, without its cookie extraction."""
+    response = requests.Response()
+    response.status_code = raw.status
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response.encoding = requests.utils.get_encoding_from_headers(response.headers)
+    response.raw = raw
+    response.reason = raw.reason or ""
+    response.url = url
+    return response
 
 
 def _verify(configured: bool | str) -> bool | str:
