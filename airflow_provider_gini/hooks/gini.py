@@ -97,7 +97,7 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
             password=_text(conn.password),
             api_url=_api_url(conn.host, conn.port, conn.schema),
             user_center_url=_text(extra.get("user_center_url")) or DEFAULT_USER_CENTER_URL,
-            api_version=_api_version(extra.get("api_version", 1)),
+            api_version=_api_version(extra.get("api_version")),
             verify=_verify(extra.get("verify", True)),
             retry=retry,
             **numbers,
@@ -173,6 +173,9 @@ def _number(name: str, value: Any, kind: type) -> float | int | None:
 
 
 def _api_version(value: Any) -> int:
+    # Airflow's connection form stores a blank optional field as null, so unset means the default.
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return 1
     try:
         if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
             raise ValueError
