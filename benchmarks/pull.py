@@ -112,6 +112,61 @@ def baseline(box: Sandbox, n: int, include_processed: bool, destination: Path) -
     return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
 
 
+def floor(box: Sandbox, n: int, include_processed: bool, workers: int) -> dict[str, Any]:
+    """The fastest any client can be here: the same requests at the same concurrency through a
+    bare urllib3 pool, listing pages while the workers fetch, and nothing done with the answers
+    (no parsing, no files, no retries). What separates it from the latency limit is the sandbox
+    and the machine, not a client's code."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import urllib3
+
+    conn = box.connection()
+    pool = urllib3.HTTPConnectionPool("127.0.0.1", box.port, maxsize=workers + 2, retries=False)
+    basic = base64.b64encode(
+        f"{conn['extra']['client_id']}:{conn['extra']['client_secret']}".encode()
+    ).decode()
+    box.reset_counters()
+    began = time.perf_counter()
+    grant = pool.request(
+        "POST",
+        "/oauth/token?grant_type=password",
+        fields={"username": conn["login"], "password": conn["password"]},
+        encode_multipart=False,
+        headers={"Authorization": f"Basic {basic}", "Accept": "application/json"},
+    )
+    headers = {
+        "Authorization": f"Bearer {json.loads(grant.data)['access_token']}",
+        "Accept": "application/vnd.gini.v1+json",
+    }
+    fetched: list[int] = []  # list.append is atomic, so the workers need no lock
+
+    def fetch(doc_id: str) -> None:
+        size = len(pool.urlopen("GET", f"/documents/{doc_id}/extractions", headers=headers).data)
+        if include_processed:
+            raw = {**headers, "Accept": "*/*"}
+            size += len(pool.urlopen("GET", f"/documents/{doc_id}/processed", headers=raw).data)
+        fetched.append(size)
+
+    start_ms, end_ms = FIRST_MS, FIRST_MS + n * 1000
+    listed = 0
+    with ThreadPoolExecutor(max_workers=workers) as fetchers:
+        cursor = f"/documents?limit={PAGE_SIZE}&next={end_ms}"
+        while True:
+            page = json.loads(pool.urlopen("GET", cursor, headers=headers).data)
+            docs = [d for d in page["documents"] if start_ms <= d["creationDate"] < end_ms]
+            for doc in docs:
+                fetchers.submit(fetch, doc["id"])
+            listed += len(docs)
+            if len(docs) < len(page["documents"]) or "next" not in page or listed >= n:
+                break
+            cursor = f"/documents?limit={PAGE_SIZE}&next={page['next']}"
+    seconds = time.perf_counter() - began
+    assert listed == n, listed
+    assert len(fetched) == n, len(fetched)
+    return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
+
+
 def memory_child(port: int, n: int, max_workers: int) -> None:
     """In a fresh process: pull N documents, print the peak RSS before and after (MiB)."""
     box = Sandbox(port)

@@ -3,8 +3,9 @@
     python -m benchmarks [--quick] [--latency 20] [--n 1000] [--workers 16]
 
 Starts the sandbox (in its own process) with a fixed per-request latency and reports:
-(a) pull throughput against a plain HttpHook loop and against the latency limit, with the
-requests per document; (b) token grants per run; (c) peak RSS of a pull at N=100 and N=5000;
+(a) pull throughput against a plain HttpHook loop, against the latency limit and against a
+bare urllib3 client making the same requests (the floor this machine and sandbox allow), with
+the requests per document; (b) token grants per run; (c) peak RSS of a pull at N=100 and N=5000;
 (d) the requests of an incremental run with nothing new; (e) triggerer scale; (f) sandbox
 capacity. Results go to stdout and, unless --quick, to benchmarks/RESULTS.md.
 """
@@ -24,7 +25,7 @@ from datetime import date
 from pathlib import Path
 
 from benchmarks.harness import sandbox
-from benchmarks.pull import baseline, minimum_requests, ours, window
+from benchmarks.pull import baseline, floor, minimum_requests, ours, window
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
 
@@ -47,6 +48,7 @@ def pull_rows(latency: float, n: int, workers: int, scratch: Path) -> list[tuple
             label = "with processed files" if processed else "with extractions"
             base = baseline(box, n, processed, scratch / f"baseline-{processed}")
             mine = ours(box, n, processed, workers, scratch / f"ours-{processed}")
+            bare = floor(box, n, processed, workers)
             needed = minimum_requests(n, processed)
             limit = needed * latency / 1000 / workers
             rows += [
@@ -73,6 +75,18 @@ def pull_rows(latency: float, n: int, workers: int, scratch: Path) -> list[tuple
                     f"{limit / mine['seconds']:.2f} of the limit ({limit:.2f} s)",
                     ">= 0.8",
                     _ok(limit / mine["seconds"] >= 0.8),
+                ),
+                (
+                    f"(a) bare-client floor ({label}): same requests and concurrency, answers dropped",
+                    f"{bare['seconds']:.2f} s = {limit / bare['seconds']:.2f} of the limit",
+                    "",
+                    "",
+                ),
+                (
+                    f"(a) ours vs bare-client floor ({label})",
+                    f"{bare['seconds'] / mine['seconds']:.2f} of the floor's speed",
+                    "",
+                    "",
                 ),
                 (
                     f"(a) requests per document ({label})",

@@ -65,6 +65,13 @@ class RetryPolicy:
     def __init__(self, settings: RetrySettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self._sleep = sleep
+        # Exponential from backoff_initial, capped, plus up to backoff_initial of jitter.
+        self._backoff = tenacity.wait_exponential(
+            multiplier=settings.backoff_initial, max=settings.backoff_max
+        ) + tenacity.wait_random(0, settings.backoff_initial)
+        self._stop = tenacity.stop_after_attempt(settings.max_attempts) | tenacity.stop_after_delay(
+            settings.max_elapsed
+        )
 
     def run(self, operation: Callable[[], T], *, idempotent: bool, what: str) -> T:
         s = self.settings
@@ -76,11 +83,6 @@ class RetryPolicy:
             nonlocal attempts
             attempts += 1
             return operation()
-
-        # Exponential from backoff_initial, capped, plus up to backoff_initial of jitter.
-        backoff = tenacity.wait_exponential(
-            multiplier=s.backoff_initial, max=s.backoff_max
-        ) + tenacity.wait_random(0, s.backoff_initial)
 
         def should_retry(exc: BaseException) -> bool:
             if not is_transient(exc, idempotent):
@@ -98,7 +100,7 @@ class RetryPolicy:
 
         def wait(state: tenacity.RetryCallState) -> float:
             exc = state.outcome.exception() if state.outcome else None
-            delay = backoff(state)
+            delay = self._backoff(state)
             retry_after = getattr(exc, "retry_after", None)
             if retry_after is not None:
                 delay = max(delay, retry_after)
@@ -117,7 +119,7 @@ class RetryPolicy:
             )
 
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(s.max_attempts) | tenacity.stop_after_delay(s.max_elapsed),
+            stop=self._stop,
             wait=wait,
             retry=tenacity.retry_if_exception(should_retry),
             before_sleep=before_sleep,
