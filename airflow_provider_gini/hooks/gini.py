@@ -104,7 +104,8 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
         )
 
     def get_conn(self) -> Any:
-        """The hook's pooled ``requests.Session``, with the bearer token attached to every request."""
+        """A pooled ``requests.Session`` that attaches the current bearer token to every request,
+        for requests of your own (the hook's methods send through their own pools)."""
         return self.gini.http
 
     def close(self) -> None:
