@@ -6,31 +6,20 @@ environment there, and reports to the scheduler through the Execution API."""
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import signal
-import socket
-import sqlite3
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
-from dataclasses import dataclass, field
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
-import psutil  # type: ignore[import-untyped]
 import pytest
 
 from airflow_provider_gini.sandbox import RunningSandbox
+from tests.deployment import REPO, Deployment, airflow_deployment, answers, free_port
 
 pytestmark = pytest.mark.timeout(300)
 
-REPO = Path(__file__).parents[2]
-AIRFLOW = Path(sys.executable).with_name("airflow")
 UTC = timezone.utc
 DAG_ID = "gini_daily_pull_scheduled"
 # Catch-up from START to END (both scheduled): two runs, whose windows are (-inf, Jan 6) and
@@ -39,13 +28,6 @@ START, END = datetime(2026, 1, 6, tzinfo=UTC), datetime(2026, 1, 7, tzinfo=UTC)
 RUN_IDS = [f"scheduled__{START.isoformat()}", f"scheduled__{END.isoformat()}"]
 TASKS = ("pull_documents", "summarise")
 RUNS_TIMEOUT = 180.0
-T = TypeVar("T")
-
-
-def free_port() -> int:
-    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def ms(moment: datetime) -> int:
@@ -66,178 +48,48 @@ def write_dag(dags: Path) -> None:
     (dags / f"{DAG_ID}.py").write_text(source)
 
 
-@dataclass
-class Component:
-    name: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def tail(self, lines: int = 30) -> str:
-        text = self.log.read_text(errors="replace") if self.log.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
-
-
-@dataclass
-class Deployment:
-    home: Path
-    env: dict[str, str]
-    api_url: str
-    components: list[Component] = field(default_factory=list)
-
-    @property
-    def db(self) -> Path:
-        return self.home / "airflow.db"
-
-    def start(self, name: str, *args: str) -> Component:
-        log = self.home / f"{name}.log"
-        with log.open("wb") as out:
-            # A process group of its own, so the teardown can signal the component and the
-            # executor workers and task supervisors it forked without touching pytest.
-            process = subprocess.Popen(  # noqa: S603
-                [str(AIRFLOW), *args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        component = Component(name, process, log)
-        self.components.append(component)
-        return component
-
-    def report(self) -> str:
-        parts = [
-            f"--- {c.name} (pid {c.process.pid}, exit {c.process.poll()}), last lines of {c.log}:\n{c.tail()}"
-            for c in self.components
-        ]
-        for path in sorted((self.home / "logs").glob("dag_id=*/**/*.log")):
-            lines = path.read_text(errors="replace").splitlines()[-15:]
-            parts.append(f"--- task log {path.relative_to(self.home)}:\n" + "\n".join(lines))
-        return "\n".join(parts)
-
-    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float) -> T:
-        """Polls ``check`` until it answers something, failing early when a component died."""
-        deadline = time.monotonic() + timeout
-        while True:
-            dead = [c.name for c in self.components if c.process.poll() is not None]
-            if dead:
-                pytest.fail(f"{', '.join(dead)} exited while waiting for {what}\n{self.report()}")
-            found = check()
-            if found is not None:
-                return found
-            if time.monotonic() > deadline:
-                pytest.fail(f"no {what} after {timeout:.0f} s\n{self.report()}")
-            time.sleep(0.5)
-
-    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        # Read-only, straight from SQLite: this test process's own Airflow is configured for
-        # another AIRFLOW_HOME (tests/conftest.py), and a CLI call costs seconds of imports.
-        if not self.db.exists():
-            return []
-        with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)) as db:
-            return db.execute(sql, params).fetchall()
-
-    def stop(self) -> None:
-        for component in self.components:
-            _terminate(component.process)
-
-
-def _terminate(process: subprocess.Popen[bytes]) -> None:
-    try:
-        descendants = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        descendants = []
-    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        if process.poll() is not None and not any(p.is_running() for p in descendants):
-            break
-        with suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        for child in descendants:
-            # Task processes move to process groups of their own (the supervisor's setpgid).
-            with suppress(psutil.NoSuchProcess):
-                child.send_signal(sig)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            continue
-        psutil.wait_procs(descendants, timeout=grace)
-    process.wait(timeout=5)
-
-
 @contextmanager
-def airflow_deployment(home: Path, extra_env: dict[str, str]) -> Iterator[Deployment]:
-    dags = home / "dags"
-    dags.mkdir(parents=True, exist_ok=True)
+def local_executor_deployment(home: Path, extra_env: dict[str, str]) -> Iterator[Deployment]:
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
-    # The test process's own Airflow settings (tests/conftest.py) must not leak into the deployment.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
-    env.update(
-        {
-            "AIRFLOW_HOME": str(home),
-            "PYTHONPATH": os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
-            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
-            # Airflow 3.3 accepts the LocalExecutor on SQLite. With fork it starts `parallelism`
-            # worker processes up front (32 by default), but this DAG runs one task at a time
-            # (linear, max_active_runs=1) and SQLite takes one writer at a time anyway.
-            "AIRFLOW__CORE__PARALLELISM": "1",
-            "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
-            # The scheduler signs each task's Execution API token and the api-server checks it, so
-            # both need the same key; given here, not left to what `db migrate` writes into
-            # airflow.cfg, so the test says what a deployment must share. SECRET_KEY signs the
-            # api-server's log-fetch requests to the scheduler's log server. 64 bytes: HS512.
-            "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-            "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
-            # Otherwise the simple auth manager generates an admin password and logs it; nothing
-            # here uses the UI or the public API.
-            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
-            # Catch-up starts as soon as the DAG is parsed, with no `airflow dags unpause` call.
-            "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-            # Quicker scheduling loops than the production defaults; one DAG file needs one parser.
-            "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-            "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-            "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-            "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
-            # All three start at once to save time, so the first task may be queued before the
-            # api-server answers (it needs 20-30 s to start on a loaded 2-core machine): its
-            # supervisor keeps trying for up to two minutes, at most 2 s apart, instead of failing
-            # after the default five tries.
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "60",
-            "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "2",
-            # The scheduler serves task logs on 8793 by default; a busy port must not fail the test.
-            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
-            **extra_env,
-        }
-    )
-    deployment = Deployment(home, env, api_url)
-    migrate = subprocess.run(  # noqa: S603
-        [str(AIRFLOW), "db", "migrate"], env=env, capture_output=True, text=True, timeout=120, check=False
-    )
-    assert migrate.returncode == 0, (
-        f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
-    )
-    try:
+    env = {
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        # Airflow 3.3 accepts the LocalExecutor on SQLite. With fork it starts `parallelism`
+        # worker processes up front (32 by default), but this DAG runs one task at a time
+        # (linear, max_active_runs=1) and SQLite takes one writer at a time anyway.
+        "AIRFLOW__CORE__PARALLELISM": "1",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+        # The scheduler signs each task's Execution API token and the api-server checks it, so
+        # both need the same key; given here, not left to what `db migrate` writes into
+        # airflow.cfg, so the test says what a deployment must share. SECRET_KEY signs the
+        # api-server's log-fetch requests to the scheduler's log server. 64 bytes: HS512.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
+        # Catch-up starts as soon as the DAG is parsed, with no `airflow dags unpause` call.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # Quicker scheduling loops than the production defaults; one DAG file needs one parser.
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        # All three start at once to save time, so the first task may be queued before the
+        # api-server answers (it needs 20-30 s to start on a loaded 2-core machine): its
+        # supervisor keeps trying for up to two minutes, at most 2 s apart, instead of failing
+        # after the default five tries.
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "60",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "2",
+        # The scheduler serves task logs on 8793 by default; a busy port must not fail the test.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        **extra_env,
+    }
+    with airflow_deployment(home, env) as deployment:
         deployment.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(api_port))
         deployment.start("dag-processor", "dag-processor")
         deployment.start("scheduler", "scheduler")
-        deployment.wait_for("answer from the Execution API", api_ready(deployment), timeout=90)
+        health = answers(f"{api_url}/execution/health")
+        deployment.wait_for("answer from the Execution API", health, timeout=90)
         yield deployment
-    finally:
-        deployment.stop()
-
-
-def api_ready(deployment: Deployment) -> Callable[[], bool | None]:
-    def check() -> bool | None:
-        try:
-            response = httpx.get(f"{deployment.api_url}/execution/health", timeout=2, trust_env=False)
-        except httpx.HTTPError:
-            return None
-        return True if response.status_code == 200 else None
-
-    return check
 
 
 def runs_finished(deployment: Deployment) -> Callable[[], dict[str, str] | None]:
@@ -289,7 +141,7 @@ def test_daily_pull_under_scheduler_with_local_executor(gini_sandbox: RunningSan
     (home / "dags").mkdir(parents=True)
     write_dag(home / "dags")
     env = {**gini_sandbox.connection_env("gini_default"), "GINI_DESTINATION": str(destination)}
-    with airflow_deployment(home, env) as deployment:
+    with local_executor_deployment(home, env) as deployment:
         states = deployment.wait_for("two successful DAG runs", runs_finished(deployment), RUNS_TIMEOUT)
         component_pids = {c.name: c.process.pid for c in deployment.components}
         scheduler_jobs = [

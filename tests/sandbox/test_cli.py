@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -16,15 +15,10 @@ from pathlib import Path
 import httpx
 
 from airflow_provider_gini.sandbox import DEMO_CLIENT, DEMO_USER
+from tests.deployment import free_port
 
 MODULE = [sys.executable, "-m", "airflow_provider_gini.sandbox"]
 URL_RE = re.compile(r"http://127\.0\.0\.1:(\d+)")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _first_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
@@ -44,7 +38,7 @@ def _first_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
 @contextmanager
 def _serve(*args: str) -> Iterator[tuple[str, str]]:
     """Start the CLI on a free port; yield (base URL, first stdout line); always stop it."""
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
         [*MODULE, "--port", str(port), *args],
         stdout=subprocess.PIPE,
@@ -150,7 +144,7 @@ def test_serve_with_latency_and_ttl() -> None:
 def test_invalid_fault_json_exits_nonzero() -> None:
     for bad in ("{not json", '{"kind": "explode"}'):
         result = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [*MODULE, "--port", str(_free_port()), "--fault", bad],
+            [*MODULE, "--port", str(free_port()), "--fault", bad],
             capture_output=True,
             text=True,
             timeout=60,

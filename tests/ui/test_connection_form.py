@@ -17,7 +17,8 @@ import requests
 from airflow_provider_gini.client.settings import DEFAULT_API_URL, DEFAULT_USER_CENTER_URL
 from airflow_provider_gini.get_provider_info import get_provider_info
 from airflow_provider_gini.hooks.gini import GiniHook
-from tests.ui.helpers import INSTALL_HINT, REPO, UI_TIMEOUT, AirflowUI
+from tests.deployment import REPO
+from tests.ui.helpers import INSTALL_HINT, UI_TIMEOUT, AirflowUI
 
 pytest.importorskip("selenium", reason=f"selenium is missing; {INSTALL_HINT}")
 

@@ -1,0 +1,185 @@
+"""Real Airflow components (api-server, scheduler, ...) as subprocesses of a test, on an
+AIRFLOW_HOME and SQLite DB of their own, so nothing they write reaches the rest of the session
+and nothing of the session's Airflow setup reaches them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import psutil  # type: ignore[import-untyped]
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+AIRFLOW = Path(sys.executable).with_name("airflow")
+T = TypeVar("T")
+
+
+def free_port() -> int:
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def base_env(home: Path) -> dict[str, str]:
+    dags = home / "dags"
+    dags.mkdir(parents=True, exist_ok=True)
+    # The test process's own Airflow settings (tests/conftest.py) must not leak into the deployment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            # The components must import this checkout's provider (the UI renders its metadata,
+            # tasks run its code), whatever version is installed.
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__CORE__AUTH_MANAGER": (
+                "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+            ),
+            # Lets a browser in without a login; otherwise the simple auth manager would also
+            # generate an admin password and log it.
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        }
+    )
+    return env
+
+
+@dataclass
+class Component:
+    name: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def tail(self, lines: int = 30) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class Deployment:
+    home: Path
+    env: dict[str, str]
+    components: list[Component] = field(default_factory=list)
+
+    @property
+    def db(self) -> Path:
+        return self.home / "airflow.db"
+
+    def airflow(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """The ``airflow`` CLI against this deployment's AIRFLOW_HOME."""
+        return subprocess.run(  # noqa: S603 (the venv's airflow, our own arguments)
+            [str(AIRFLOW), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+
+    def start(self, name: str, *args: str) -> Component:
+        log = self.home / f"{name}.log"
+        with log.open("wb") as out:
+            # A process group of its own, so the teardown can signal the component and the
+            # executor workers and task supervisors it forked without touching pytest.
+            process = subprocess.Popen(  # noqa: S603
+                [str(AIRFLOW), *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        component = Component(name, process, log)
+        self.components.append(component)
+        return component
+
+    def report(self) -> str:
+        parts = [
+            f"--- {c.name} (pid {c.process.pid}, exit {c.process.poll()}), last lines of {c.log}:\n{c.tail()}"
+            for c in self.components
+        ]
+        for path in sorted((self.home / "logs").glob("dag_id=*/**/*.log")):
+            lines = path.read_text(errors="replace").splitlines()[-15:]
+            parts.append(f"--- task log {path.relative_to(self.home)}:\n" + "\n".join(lines))
+        return "\n".join(parts)
+
+    def wait_for(self, what: str, check: Callable[[], T | None], timeout: float) -> T:
+        """Polls ``check`` until it answers something, failing early when a component died."""
+        deadline = time.monotonic() + timeout
+        while True:
+            dead = [c.name for c in self.components if c.process.poll() is not None]
+            if dead:
+                pytest.fail(f"{', '.join(dead)} exited while waiting for {what}\n{self.report()}")
+            found = check()
+            if found is not None:
+                return found
+            if time.monotonic() > deadline:
+                pytest.fail(f"no {what} after {timeout:.0f} s\n{self.report()}")
+            time.sleep(0.5)
+
+    def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+        # Read-only, straight from SQLite: this test process's own Airflow is configured for
+        # another AIRFLOW_HOME (tests/conftest.py), and a CLI call costs seconds of imports.
+        if not self.db.exists():
+            return []
+        with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)) as db:
+            return db.execute(sql, params).fetchall()
+
+    def stop(self) -> None:
+        for component in self.components:
+            _terminate(component.process)
+
+
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        descendants = []
+    for sig, grace in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        if process.poll() is not None and not any(p.is_running() for p in descendants):
+            break
+        with suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        for child in descendants:
+            # Task processes move to process groups of their own (the supervisor's setpgid).
+            with suppress(psutil.NoSuchProcess):
+                child.send_signal(sig)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+        psutil.wait_procs(descendants, timeout=grace)
+    process.wait(timeout=5)
+
+
+@contextmanager
+def airflow_deployment(home: Path, env: Mapping[str, str]) -> Iterator[Deployment]:
+    """A migrated metadata DB under ``home``, with ``env`` over the base settings; the body starts
+    the components, and every one it started is stopped on the way out."""
+    deployment = Deployment(home, {**base_env(home), **env})
+    migrate = deployment.airflow("db", "migrate", timeout=300)
+    assert migrate.returncode == 0, (
+        f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"
+    )
+    try:
+        yield deployment
+    finally:
+        deployment.stop()
+
+
+def answers(url: str) -> Callable[[], bool | None]:
+    def check() -> bool | None:
+        try:
+            response = httpx.get(url, timeout=2, trust_env=False)
+        except httpx.HTTPError:
+            return None
+        return True if response.status_code == 200 else None
+
+    return check
