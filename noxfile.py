@@ -13,6 +13,8 @@ from __future__ import annotations
 import nox
 
 nox.options.default_venv_backend = "venv"
+# A second run reuses the venvs (pip still brings the package and pins up to date).
+nox.options.reuse_venv = "yes"
 
 
 # The release of each minor that the suite runs on, with the pins that minor needs.
