@@ -108,7 +108,7 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(
     started = time.monotonic()
     with pytest.raises(GiniRetryError) as caught:
         signed_in.list_documents(limit=1)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 5  # not the 60 s Retry-After cap, let alone 3600 s
     assert "3600 s" in str(caught.value)
     assert caught.value.status == 429
     assert route_count(gini_connection, "GET /documents") == 1
@@ -137,7 +137,7 @@ def test_total_time_bound(gini_connection: RunningSandbox, make_hook: MakeHook) 
     started = time.monotonic()
     with pytest.raises(GiniRetryError):
         hook.list_documents()
-    assert time.monotonic() - started < 2.5
+    assert time.monotonic() - started < 4  # unbounded, 1000 attempts would take minutes
 
 
 @pytest.mark.parametrize(

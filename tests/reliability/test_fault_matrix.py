@@ -88,8 +88,10 @@ def faults(*arrangements: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
 
 
 def short_token_ttl(ctx: Ctx) -> None:
-    ctx.sandbox.settings(user_token_ttl=2)  # refreshed 1.01 s after issue; the run lasts longer
-    ctx.sandbox.add_fault("latency", path="/documents/*/extractions", delay=0.3)
+    # Refreshed 2 s after issue, half the TTL, and the run lasts longer. The 2 s between refresh
+    # and expiry absorb a loaded machine's stalls; a 2 s TTL left only 1 s.
+    ctx.sandbox.settings(user_token_ttl=4)
+    ctx.sandbox.add_fault("latency", path="/documents/*/extractions", delay=0.5)  # 12 docs, 2 workers: 3 s
 
 
 def expire_tokens_mid_run(ctx: Ctx) -> None:
