@@ -35,7 +35,7 @@ from airflow_provider_gini.client.errors import (
 )
 from airflow_provider_gini.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_gini.client.settings import ClientSettings
-from airflow_provider_gini.client.tokens import Token, TokenManager, oauth_error, parse_token
+from airflow_provider_gini.client.tokens import SecretForm, Token, TokenManager, oauth_error, parse_token
 
 T = TypeVar("T")
 USER_AGENT = f"airflow-provider-gini/{__version__}"
@@ -50,6 +50,23 @@ _ERROR_CLASSES: dict[int, type[GiniHTTPError]] = {
     415: GiniRejected,
     422: GiniRejected,
 }
+
+
+class _Bearer:
+    """An access token on its way into a header. Tokens travel in these and in _Headers rather
+    than in plain locals: Airflow 3.0's console log renders the locals of every frame of a task's
+    traceback, and their reprs hide the secrets."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return "_Bearer(<token>)"
+
+
+class _Headers(dict[str, str]):
+    def __repr__(self) -> str:
+        return f"_Headers({sorted(self)})"
 
 
 class ManagedBearer(AuthBase):
@@ -170,12 +187,12 @@ class GiniSession:
         url = self.url(path)
 
         def attempt() -> T:
-            token = self.tokens.token()
-            response = self._send(method, url, bearer=token, **kwargs)
+            bearer = _Bearer(self.tokens.token())
+            response = self._send(method, url, bearer=bearer, **kwargs)
             if response.status_code == 401:
                 response.close()
-                self.tokens.invalidate(token)
-                response = self._send(method, url, bearer=self.tokens.token(), **kwargs)
+                self.tokens.invalidate(bearer.token)
+                response = self._send(method, url, bearer=_Bearer(self.tokens.token()), **kwargs)
             try:
                 self._check(response, expect, what)
                 return self._guarded(url, lambda: read(response))
@@ -205,7 +222,7 @@ class GiniSession:
         if grant == "password":
             params, data = {"grant_type": "password"}, form
         else:
-            params, data = None, {"grant_type": grant, **form}
+            params, data = None, SecretForm(grant_type=grant, **form)
 
         def attempt() -> Token:
             response = self._send(
@@ -217,10 +234,11 @@ class GiniSession:
                 headers={"Accept": "application/json"},
             )
             try:
-                content = self._guarded(url, lambda: response.content)
+                self._guarded(url, lambda: response.content)  # read here, inside the retried attempt
                 request_id = response.headers.get("X-Request-Id")
                 if response.status_code != 200:
-                    error = oauth_error(response.status_code, _loose_json(content), grant, request_id)
+                    body = _loose_json(response.content)
+                    error = oauth_error(response.status_code, body, grant, request_id)
                     if isinstance(error, GiniHTTPError):
                         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     raise error
@@ -235,7 +253,7 @@ class GiniSession:
         method: str,
         url: str,
         *,
-        bearer: str | None = None,
+        bearer: _Bearer | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         stream: bool = False,
@@ -252,13 +270,14 @@ class GiniSession:
             if url.startswith(self.settings.user_center_url)
             else self.settings.api_url
         ]
-        sent = {**self._headers, **(headers or {})}
+        sent = _Headers({**self._headers, **(headers or {})})
         if bearer is not None:
-            sent["Authorization"] = f"Bearer {bearer}"
-        payload: Any = None
+            sent["Authorization"] = f"Bearer {bearer.token}"
+        # The body stays in `prepared` (a grant's holds the password), never in a plain local.
+        prepared: requests.PreparedRequest | None = None
         if body:
             prepared = requests.Request(method, url, headers=sent, params=params, **body).prepare()
-            url, sent, payload = prepared.url or url, dict(prepared.headers), prepared.body
+            url, sent = prepared.url or url, _Headers(prepared.headers)
         elif params:
             url = f"{url}?{urlencode(params)}"
         raw = self._guarded(
@@ -266,7 +285,7 @@ class GiniSession:
             lambda: route.pool.urlopen(
                 method,
                 route.target(url),
-                body=payload,
+                body=None if prepared is None else prepared.body,
                 headers=sent,
                 redirect=False,
                 assert_same_host=False,
