@@ -5,23 +5,11 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from airflow_provider_gini._compat import BaseHook, mask_secret
 from airflow_provider_gini.client import ClientSettings, GiniError, GiniSession, RetrySettings
 from airflow_provider_gini.client.api import GiniAPI
 from airflow_provider_gini.client.errors import GiniConfigError
 from airflow_provider_gini.client.settings import DEFAULT_API_URL, DEFAULT_USER_CENTER_URL
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 3.0 keeps BaseHook in core
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
-
-try:
-    from airflow.sdk.log import mask_secret
-except ImportError:  # older Task SDKs, then Airflow 2
-    try:
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef,unused-ignore]
-    except ImportError:
-        from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 # Optional extras, with the type each must have; hook keyword arguments of the same names win.
 NUMERIC_EXTRAS: dict[str, type] = {
