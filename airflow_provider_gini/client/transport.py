@@ -33,7 +33,7 @@ from airflow_provider_gini.client.errors import (
 )
 from airflow_provider_gini.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_gini.client.settings import ClientSettings
-from airflow_provider_gini.client.tokens import Token, TokenManager, oauth_error, parse_token
+from airflow_provider_gini.client.tokens import SecretForm, Token, TokenManager, oauth_error, parse_token
 
 T = TypeVar("T")
 USER_AGENT = f"airflow-provider-gini/{__version__}"
@@ -52,10 +52,10 @@ _ERROR_CLASSES: dict[int, type[GiniHTTPError]] = {
 
 class _Bearer(AuthBase):
     def __init__(self, token: str) -> None:
-        self._token = token
+        self.token = token
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._token}"
+        request.headers["Authorization"] = f"Bearer {self.token}"
         return request
 
     def __repr__(self) -> str:
@@ -176,11 +176,13 @@ class GiniSession:
         url = self.url(path)
 
         def attempt() -> T:
-            token = self.tokens.token()
-            response = self._send(method, url, auth=_Bearer(token), **kwargs)
+            # The token stays inside _Bearer (whose repr hides it), not in a local: Airflow 3.0's
+            # console log renders the locals of every frame of a task's traceback.
+            auth = _Bearer(self.tokens.token())
+            response = self._send(method, url, auth=auth, **kwargs)
             if response.status_code == 401:
                 response.close()
-                self.tokens.invalidate(token)
+                self.tokens.invalidate(auth.token)
                 response = self._send(method, url, auth=_Bearer(self.tokens.token()), **kwargs)
             try:
                 self._check(response, expect, what)
@@ -211,7 +213,7 @@ class GiniSession:
         if grant == "password":
             params, data = {"grant_type": "password"}, form
         else:
-            params, data = None, {"grant_type": grant, **form}
+            params, data = None, SecretForm(grant_type=grant, **form)
 
         def attempt() -> Token:
             response = self._send(
