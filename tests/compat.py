@@ -124,3 +124,14 @@ FAB_FORM_MODULES = (
     "flask_appbuilder",
     "flask_appbuilder.fieldwidgets",
 )
+
+
+def connection_from_json(value: str, conn_id: str) -> Any:
+    from airflow.sdk import Connection
+
+    if hasattr(Connection, "from_json"):
+        return Connection.from_json(value, conn_id=conn_id)
+    # Airflow 3.0's Task SDK Connection cannot read JSON; core's (the one its CLI uses) can.
+    from airflow.models.connection import Connection as CoreConnection
+
+    return CoreConnection.from_json(value, conn_id=conn_id)
