@@ -50,7 +50,8 @@ with DAG(
         totals: dict[str, Decimal] = defaultdict(Decimal)
         currencies: dict[str, str] = {}
         with ObjectStoragePath(result["manifest"]).open("r") as manifest:
-            for raw in manifest:
+            # Not `for raw in manifest`: Airflow 3.0's file wrapper cannot be iterated.
+            for raw in iter(manifest.readline, ""):
                 line = json.loads(raw)
                 amount = line.get("amountToPay")
                 if line["outcome"] not in ("pulled", "skipped") or not amount or ":" not in amount:

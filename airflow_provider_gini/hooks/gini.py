@@ -5,23 +5,12 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from airflow_provider_gini._compat import BaseHook, mask_secret
 from airflow_provider_gini.client import ClientSettings, GiniError, GiniSession, RetrySettings
 from airflow_provider_gini.client.api import GiniAPI
 from airflow_provider_gini.client.errors import GiniConfigError
 from airflow_provider_gini.client.settings import DEFAULT_API_URL, DEFAULT_USER_CENTER_URL
-
-try:
-    from airflow.sdk import BaseHook
-except ImportError:  # Airflow 3.0 keeps BaseHook in core
-    from airflow.hooks.base import BaseHook  # type: ignore[no-redef,attr-defined,unused-ignore]
-
-try:
-    from airflow.sdk.log import mask_secret
-except ImportError:  # older Task SDKs, then Airflow 2
-    try:
-        from airflow.sdk.execution_time.secrets_masker import mask_secret  # type: ignore[no-redef,unused-ignore]
-    except ImportError:
-        from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
+from airflow_provider_gini.get_provider_info import get_provider_info
 
 # Optional extras, with the type each must have; hook keyword arguments of the same names win.
 NUMERIC_EXTRAS: dict[str, type] = {
@@ -130,13 +119,27 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
         from flask_babel import lazy_gettext
         from wtforms import PasswordField, StringField
 
+        # Before Airflow 3.2 the connection form comes from these widgets alone, not from the
+        # provider info's conn-fields: the descriptions are taken from there to say the same.
+        (gini,) = [
+            c for c in get_provider_info()["connection-types"] if c["connection-type"] == cls.conn_type
+        ]
+        descriptions = {name: spec["description"] for name, spec in gini["conn-fields"].items()}
+
+        def text(label: str, name: str) -> Any:
+            return StringField(
+                lazy_gettext(label), description=descriptions[name], widget=BS3TextFieldWidget()
+            )
+
         return {
-            "client_id": StringField(lazy_gettext("OAuth client ID"), widget=BS3TextFieldWidget()),
+            "client_id": text("OAuth client ID", "client_id"),
             "client_secret": PasswordField(
-                lazy_gettext("OAuth client secret"), widget=BS3PasswordFieldWidget()
+                lazy_gettext("OAuth client secret"),
+                description=descriptions["client_secret"],
+                widget=BS3PasswordFieldWidget(),
             ),
-            "user_center_url": StringField(lazy_gettext("User center URL"), widget=BS3TextFieldWidget()),
-            "api_version": StringField(lazy_gettext("API version"), widget=BS3TextFieldWidget()),
+            "user_center_url": text("User center URL", "user_center_url"),
+            "api_version": text("API version", "api_version"),
         }
 
     @classmethod

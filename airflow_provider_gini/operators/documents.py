@@ -11,8 +11,8 @@ from typing import Any
 
 from airflow.configuration import conf
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
+from airflow_provider_gini._compat import AirflowException, AirflowFailException
 from airflow_provider_gini.client.errors import GiniNotFound, GiniProcessingError
 from airflow_provider_gini.operators.base import GiniBaseOperator
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage

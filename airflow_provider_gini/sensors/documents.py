@@ -9,8 +9,8 @@ from typing import Any
 
 from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, Context
-from airflow.sdk.exceptions import AirflowSensorTimeout
 
+from airflow_provider_gini._compat import AirflowSensorTimeout
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.operators.documents import complete_processing_event, fail_on_error
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger

@@ -19,6 +19,7 @@ import pytest
 from airflow_provider_gini.client import GiniConfigError, GiniError, GiniHTTPError
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.sandbox import DEMO_CLIENT, DEMO_USER, RunningSandbox
+from tests.compat import connection_from_json
 
 MakeHook = Callable[..., GiniHook]
 SetConnection = Callable[..., None]
@@ -105,13 +106,11 @@ def test_airflow_get_uri_round_trip_with_special_characters(
 ) -> None:
     """The URI Airflow itself writes for a JSON connection (host with scheme, a password full
     of URI delimiters) reads back into a working hook."""
-    from airflow.sdk import Connection
-
     password = "p@ss:w/rd?#&=%+ x"
     gini_connection.change_password(DEMO_USER.email, password)
     conn = gini_connection.connection()
     conn["password"] = password
-    uri = Connection.from_json(json.dumps(conn), conn_id="gini_src").get_uri()
+    uri = connection_from_json(json.dumps(conn), conn_id="gini_src").get_uri()
     assert uri.startswith("gini://")
     set_connection("gini_round_trip", uri)
     hook = make_hook("gini_round_trip")

@@ -21,6 +21,13 @@ import airflow_provider_gini
 from airflow_provider_gini.get_provider_info import get_provider_info
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.sandbox import DEMO_USER, RunningSandbox
+from tests.compat import (
+    AIRFLOW_V_3_2_PLUS,
+    CLI_CONNECTION_TEST_FAILURE_EXIT,
+    NO_TASK_RUNTIME_PROVIDERS_MANAGER,
+    REQUIRED_EXTRA_TYPE,
+    api_server_hook_form_view,
+)
 
 MakeHook = Callable[..., GiniHook]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -76,6 +83,7 @@ def test_providers_manager_resolves_the_gini_hook() -> None:
     assert info.connection_testable is True
 
 
+@pytest.mark.skipif(not AIRFLOW_V_3_2_PLUS, reason=NO_TASK_RUNTIME_PROVIDERS_MANAGER)
 def test_task_runtime_providers_manager_resolves_the_gini_hook() -> None:
     """The Task SDK's own registry, which hooks are looked up in inside a running task."""
     from airflow.sdk.providers_manager_runtime import ProvidersManagerTaskRuntime
@@ -147,8 +155,9 @@ def test_yaml_form_metadata_agrees_with_the_python_methods() -> None:
 def test_cli_providers_list_shows_the_provider() -> None:
     result = run_airflow("providers", "list", "--output", "json")
     assert result.returncode == 0, result.stderr[-2000:]
-    # Unit-test mode logs a line or two to stdout before the JSON document.
-    (listing,) = [line for line in result.stdout.splitlines() if line.startswith("[")]
+    # Unit-test mode logs a line or two to stdout before the JSON document (Airflow 3.0's log
+    # lines start with "[" too).
+    (listing,) = [line for line in result.stdout.splitlines() if line.startswith("[{")]
     providers = {p["package_name"]: p for p in json.loads(listing)}
     assert providers["airflow-provider-gini"]["version"] == airflow_provider_gini.__version__
 
@@ -179,7 +188,7 @@ def test_cli_connections_test_fails_with_a_wrong_password(gini_connection: Runni
         env={"AIRFLOW__CORE__TEST_CONNECTION": "Enabled", "AIRFLOW_CONN_GINI_DEFAULT": json.dumps(conn)},
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 1, output[-2000:]
+    assert result.returncode == CLI_CONNECTION_TEST_FAILURE_EXIT, output[-2000:]
     assert "Connection failed!" in result.stdout
     assert "user credentials" in result.stdout
     for secret in ("wrong-cli-password-4411", DEMO_USER.password, conn["extra"]["client_secret"]):
@@ -193,7 +202,8 @@ def test_cli_connections_test_fails_with_a_wrong_password(gini_connection: Runni
 def gini_hook_meta() -> Any:
     from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
 
-    (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "gini"]
+    with api_server_hook_form_view():
+        (meta,) = [m for m in HookMetaService.hook_meta_data() if m.connection_type == "gini"]
     return meta
 
 
@@ -207,8 +217,8 @@ def test_api_server_form_metadata_extra_fields() -> None:
         assert extra[name]["schema"]["title"] == label
         assert extra[name]["description"]
     assert extra["client_secret"]["schema"]["format"] == "password"
-    assert extra["client_secret"]["schema"]["type"] == "string"
-    assert extra["client_id"]["schema"]["type"] == "string"
+    assert extra["client_secret"]["schema"]["type"] == REQUIRED_EXTRA_TYPE
+    assert extra["client_id"]["schema"]["type"] == REQUIRED_EXTRA_TYPE
     assert "format" not in extra["client_id"]["schema"]
     assert "format" not in extra["user_center_url"]["schema"]
     assert "format" not in extra["api_version"]["schema"]
@@ -274,6 +284,10 @@ def test_python_form_widgets_match_the_yaml_fields() -> None:
     assert set(widgets) == set(EXTRA_FIELDS)
     dumped = {name: widget.param.dump()["schema"] for name, widget in widgets.items()}
     assert {name: schema["title"] for name, schema in dumped.items()} == EXTRA_FIELDS
+    descriptions = {name: widget.param.dump()["description"] for name, widget in widgets.items()}
+    assert descriptions == {
+        name: f["description"] for name, f in gini_connection_type()["conn-fields"].items()
+    }
     assert dumped["client_secret"].get("format") == "password"
     assert [name for name, schema in dumped.items() if schema.get("format") == "password"] == [
         "client_secret"

@@ -34,6 +34,7 @@ from airflow_provider_gini.client import (
 )
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.sandbox import DEMO_CLIENT, DEMO_USER, RunningSandbox
+from tests.compat import redact
 
 MakeHook = Callable[..., GiniHook]
 SetConnection = Callable[..., None]
@@ -128,8 +129,6 @@ def test_no_token_ever_appears_in_a_request_url(gini_connection: RunningSandbox,
 def test_tokens_are_registered_with_the_secrets_masker(
     gini_connection: RunningSandbox, make_hook: MakeHook
 ) -> None:
-    from airflow.sdk.log import redact
-
     never_seen = str(uuid.uuid4())
     hook = refreshed_hook(gini_connection, make_hook)
     tokens = issued(gini_connection)
@@ -145,8 +144,6 @@ def test_a_token_is_masked_as_soon_as_it_is_received(
     gini_connection: RunningSandbox, make_hook: MakeHook
 ) -> None:
     """Masked by the grant itself, before the API call that uses it, even when that call fails."""
-    from airflow.sdk.log import redact
-
     gini_connection.add_fault("status", status=404, path="/documents")
     with pytest.raises(GiniError):
         make_hook().list_documents(limit=1)

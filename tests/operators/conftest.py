@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tests.compat import dag_bag
 from tests.conftest import DAGS_FOLDER
 
 EXAMPLES = Path(__file__).parents[2] / "example_dags"
@@ -18,13 +19,12 @@ EXAMPLES = Path(__file__).parents[2] / "example_dags"
 def dag_file(airflow_db: Path) -> Callable[..., Any]:
     """Writes a DAG file into the DAGs folder (dag.test() runs only DAGs of a bundle) and
     returns the parsed DAG. ``{dag_id}`` in the source is replaced by a fresh id."""
-    from airflow.dag_processing.dagbag import DagBag
 
     def write(source: str, dag_id: str | None = None) -> Any:
         dag_id = dag_id or f"test_{uuid.uuid4().hex[:12]}"
         path = DAGS_FOLDER / f"{dag_id}.py"
         path.write_text(textwrap.dedent(source).replace("{dag_id}", dag_id))
-        bag = DagBag(str(path))
+        bag = dag_bag(str(path))
         assert bag.import_errors == {}, bag.import_errors
         return bag.get_dag(dag_id)
 
@@ -34,8 +34,6 @@ def dag_file(airflow_db: Path) -> Callable[..., Any]:
 @pytest.fixture
 def example_dag(airflow_db: Path) -> Callable[[str], Any]:
     """An example DAG, copied into the DAGs folder under a fresh id so its runs start from scratch."""
-    from airflow.dag_processing.dagbag import DagBag
-
     samples = DAGS_FOLDER / "sample_documents"
     if not samples.exists():
         shutil.copytree(EXAMPLES / "sample_documents", samples)
@@ -45,7 +43,7 @@ def example_dag(airflow_db: Path) -> Callable[[str], Any]:
         source = (EXAMPLES / f"{name}.py").read_text().replace(f'dag_id="{name}"', f'dag_id="{dag_id}"')
         path = DAGS_FOLDER / f"{dag_id}.py"
         path.write_text(source)
-        bag = DagBag(str(path))
+        bag = dag_bag(str(path))
         assert bag.import_errors == {}, bag.import_errors
         return bag.get_dag(dag_id)
 

@@ -8,13 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_gini.sandbox import RunningSandbox
+from tests.compat import dag_bag
 from tests.operators.conftest import EXAMPLES, task_states, xcom
 
 
 def test_examples_parse_without_import_errors(airflow_db: Path) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(str(EXAMPLES))
+    bag = dag_bag(str(EXAMPLES))
     assert bag.import_errors == {}
     assert {"gini_daily_pull", "gini_upload_and_extract", "gini_mapped_uploads"} <= set(bag.dag_ids)
     pull = bag.get_dag("gini_daily_pull")

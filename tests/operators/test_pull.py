@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import textwrap
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from airflow_provider_gini.client.errors import GiniProtocolError
 from airflow_provider_gini.pull.storage import safe_id
 from airflow_provider_gini.sandbox import RunningSandbox
+from tests.compat import CRON_DATA_INTERVAL_TIMETABLE_IMPORT
 from tests.operators.conftest import task_states, xcom
 
 UTC = timezone.utc
@@ -303,15 +305,18 @@ def test_progress_is_logged(
 def test_window_from_a_non_empty_data_interval(
     gini_connection: RunningSandbox, dag_file: Callable[..., Any], tmp_path: Path
 ) -> None:
-    dag = dag_file("""
+    dag = dag_file(
+        CRON_DATA_INTERVAL_TIMETABLE_IMPORT
+        + textwrap.dedent("""
     from datetime import datetime, timezone
-    from airflow.sdk import DAG, CronDataIntervalTimetable
+    from airflow.sdk import DAG
     from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
     with DAG("{dag_id}", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
              start_date=datetime(2026, 1, 5, tzinfo=timezone.utc)) as dag:
         GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}")
     """)
+    )
     result = xcom(run(dag, day(7), tmp_path), "pull")
     assert result["window"] == [day(6).isoformat(), day(7).isoformat()]
     truth = gini_connection.documents(created_after=ms(day(6)), created_before=ms(day(7)))

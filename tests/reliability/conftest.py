@@ -152,8 +152,8 @@ def evidence(
 
     original = supervisor.run_task_in_process
 
-    def recording(ti: Any, task: Any, client: Any = None) -> Any:
-        result = original(ti, task, client)
+    def recording(*args: Any, **kwargs: Any) -> Any:  # Airflow 3.3 added a `client` argument
+        result = original(*args, **kwargs)
         found.task_results.append(result)
         return result
 
