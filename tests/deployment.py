@@ -52,6 +52,9 @@ def base_env(home: Path) -> dict[str, str]:
             # Lets a browser in without a login; otherwise the simple auth manager would also
             # generate an admin password and log it.
             "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+            # Airflow recommends an issuer per deployment; Airflow 3.0 needs one with current PyJWT,
+            # which refuses to sign a token whose issuer is None (every request then fails with 500).
+            "AIRFLOW__API_AUTH__JWT_ISSUER": "gini-tests",
         }
     )
     return env

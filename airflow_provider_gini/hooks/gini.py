@@ -115,9 +115,15 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
-        from flask_babel import lazy_gettext
-        from wtforms import PasswordField, StringField
+        # Airflow < 3.2 drops the hook's whole form, field behaviour included, when this raises
+        # ImportError. Without Flask-AppBuilder (e.g. the simple auth manager) there is no wtforms
+        # either: no extra fields then, but the relabels, placeholders and hidden fields still apply.
+        try:
+            from flask_appbuilder.fieldwidgets import BS3PasswordFieldWidget, BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import PasswordField, StringField
+        except ImportError:
+            return {}
 
         # Before Airflow 3.2 the connection form comes from these widgets alone, not from the
         # provider info's conn-fields: the descriptions are taken from there to say the same.
