@@ -51,9 +51,9 @@ def test_pull_emits_openlineage_datasets(
     airflow = Path(sys.executable).with_name("airflow")
     # Registers the DAG and activates its outlet Asset, as a dag-processor would: Airflow 3.0's
     # `dags test` refuses a task whose outlets are not active assets.
-    subprocess.run(
+    subprocess.run(  # noqa: S603
         [str(airflow), "dags", "reserialize"], env=env, check=True, capture_output=True, timeout=240
-    )  # noqa: S603
+    )
     done = subprocess.run(  # noqa: S603
         [str(airflow), "dags", "test", dag.dag_id, "2026-01-07"],
         env=env,
