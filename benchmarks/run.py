@@ -66,7 +66,8 @@ def pull_rows(
             rows += [
                 (
                     f"(a) pull {n} docs {label}: ours (median of {repeats})",
-                    f"{mine['seconds']:.2f} s ({n / mine['seconds']:.0f} docs/s)",
+                    f"{mine['seconds']:.2f} s ({n / mine['seconds']:.0f} docs/s, "
+                    f"{mine['cpu'] / n * 1000:.2f} ms of client CPU per document)",
                     "",
                     "",
                 ),
