@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
+import re
 import subprocess
 import sys
 import time
@@ -18,30 +17,29 @@ import httpx
 FIRST_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+SANDBOX = [sys.executable, "-m", "airflow_provider_gini.sandbox"]
+
+
+def start_sandbox(*options: str) -> tuple[subprocess.Popen[str], str]:
+    """The sandbox CLI on a port the OS picks, and the base URL from its "serving at" line."""
+    proc = subprocess.Popen([*SANDBOX, "--port", "0", *options], stdout=subprocess.PIPE, text=True)  # noqa: S603
+    assert proc.stdout is not None
+    ready = proc.stdout.readline()
+    match = re.search(r"serving at (http://\S+)", ready)
+    if match is None:
+        proc.kill()
+        raise RuntimeError(f"the sandbox did not start: {ready!r}")
+    return proc, match.group(1)
 
 
 class Sandbox:
-    def __init__(self, port: int) -> None:
-        self.base_url = f"http://127.0.0.1:{port}"
+    def __init__(self, base_url: str) -> None:
+        self.base_url = base_url
         self.admin = httpx.Client(base_url=f"{self.base_url}/__sandbox", timeout=120)
-        self.port = port
+        self.port = int(base_url.rsplit(":", 1)[1])
 
     def connection(self) -> dict[str, Any]:
-        out = subprocess.check_output(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "airflow_provider_gini.sandbox",
-                "--port",
-                str(self.port),
-                "--print-connection",
-            ],
-            text=True,
-        )
+        out = subprocess.check_output([*SANDBOX, "--port", str(self.port), "--print-connection"], text=True)  # noqa: S603
         return dict(json.loads(out))
 
     def insert(self, count: int, first_ms: int = FIRST_MS, prerender: bool = False) -> None:
@@ -77,15 +75,9 @@ class Sandbox:
 
 @contextmanager
 def sandbox(latency_ms: float) -> Iterator[Sandbox]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "airflow_provider_gini.sandbox", "--port", str(port), "--no-seed"]
-    if latency_ms:
-        cmd += ["--latency", str(latency_ms)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env=os.environ.copy())  # noqa: S603
+    proc, base_url = start_sandbox("--no-seed", *(["--latency", str(latency_ms)] if latency_ms else []))
     try:
-        assert proc.stdout is not None
-        proc.stdout.readline()
-        box = Sandbox(port)
+        box = Sandbox(base_url)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

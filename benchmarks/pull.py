@@ -175,9 +175,9 @@ def floor(box: Sandbox, n: int, include_processed: bool, workers: int) -> dict[s
     return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
 
 
-def memory_child(port: int, n: int, max_workers: int) -> None:
+def memory_child(sandbox_url: str, n: int, max_workers: int) -> None:
     """In a fresh process: pull N documents, print the peak RSS before and after (MiB)."""
-    box = Sandbox(port)
+    box = Sandbox(sandbox_url)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     destination = Path(tempfile.mkdtemp(prefix="gini-bench-mem-"))
     try:
@@ -191,9 +191,9 @@ def memory_child(port: int, n: int, max_workers: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--memory", action="store_true")
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sandbox", required=True, help="the sandbox's base URL")
     parser.add_argument("--n", type=int, required=True)
     parser.add_argument("--max-workers", type=int, default=16)
     args = parser.parse_args()
-    memory_child(args.port, args.n, args.max_workers)
+    memory_child(args.sandbox, args.n, args.max_workers)
     sys.exit(0)

@@ -142,8 +142,8 @@ def memory_rows(latency: float, sizes: tuple[int, ...], workers: int) -> list[tu
                     "-m",
                     "benchmarks.pull",
                     "--memory",
-                    "--port",
-                    str(box.port),
+                    "--sandbox",
+                    box.base_url,
                     "--n",
                     str(n),
                     "--max-workers",
@@ -164,7 +164,7 @@ def memory_rows(latency: float, sizes: tuple[int, ...], workers: int) -> list[tu
 def trigger_rows(latency: float, count: int) -> list[tuple[str, str, str, str]]:
     with sandbox(latency) as box:
         out = subprocess.check_output(  # noqa: S603
-            [sys.executable, "-m", "benchmarks.triggers", "--port", str(box.port), "--count", str(count)],
+            [sys.executable, "-m", "benchmarks.triggers", "--sandbox", box.base_url, "--count", str(count)],
             text=True,
         )
         figures = json.loads(out.strip().splitlines()[-1])

@@ -15,32 +15,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import time
 
 import aiohttp
 import httpx
 
+from benchmarks.harness import Sandbox, start_sandbox
+
 GOAL_RPS = 2000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_sandbox(port: int) -> subprocess.Popen[str]:
-    cmd = [sys.executable, "-m", "airflow_provider_gini.sandbox", "--port", str(port)]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)  # noqa: S603
-    assert proc.stdout is not None
-    proc.stdout.readline()  # the "serving at" line
-    return proc
 
 
 async def hammer(
@@ -72,23 +57,9 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
-    port = free_port()
-    proc = start_sandbox(port)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_sandbox()
     try:
-        conn = json.loads(
-            subprocess.check_output(  # noqa: S603
-                [
-                    sys.executable,
-                    "-m",
-                    "airflow_provider_gini.sandbox",
-                    "--port",
-                    str(port),
-                    "--print-connection",
-                ],
-                text=True,
-            )
-        )
+        conn = Sandbox(base).connection()
         token = httpx.post(
             f"{base}/oauth/token?grant_type=password",
             auth=(conn["extra"]["client_id"], conn["extra"]["client_secret"]),

@@ -110,9 +110,9 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser()
-    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--sandbox", required=True, help="the sandbox's base URL")
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--pending-for", type=float, default=3.0)
     parser.add_argument("--poll-interval", type=float, default=1.0)
     args = parser.parse_args()
-    print(json.dumps(trigger_scale(Sandbox(args.port), args.count, args.pending_for, args.poll_interval)))
+    print(json.dumps(trigger_scale(Sandbox(args.sandbox), args.count, args.pending_for, args.poll_interval)))

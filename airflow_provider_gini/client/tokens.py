@@ -36,12 +36,13 @@ TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 _BEARER_TOKEN = re.compile(r"\A[\x21-\x7e]+\Z")
 
 
-class SecretForm(dict[str, str]):
-    """A grant's form fields. Its repr hides them: Airflow 3.0's console log renders the locals
-    of every frame of a task's traceback (dag.test(), ``airflow tasks test``), these included."""
+class SecretDict(dict[str, str]):
+    """Secret-bearing fields: a grant's form, a request's headers. Its repr shows only the keys:
+    Airflow 3.0's console log renders the locals of every frame of a task's traceback
+    (dag.test(), ``airflow tasks test``), these included."""
 
     def __repr__(self) -> str:
-        return f"SecretForm({sorted(self)})"
+        return f"SecretDict({sorted(self)})"
 
 
 @dataclass(frozen=True)
@@ -178,14 +179,14 @@ class TokenManager:
     def _obtain(self) -> None:
         if self._refresh is not None:
             try:
-                self._store(self._grant("refresh_token", SecretForm(refresh_token=self._refresh)))
+                self._store(self._grant("refresh_token", SecretDict(refresh_token=self._refresh)))
                 return
             except GiniRefreshRejected as exc:
                 log.warning(
                     "The Gini refresh token was rejected (%s); signing in again with the password", exc
                 )
                 self._refresh = None
-        self._store(self._grant("password", SecretForm(username=self._username, password=self._password)))
+        self._store(self._grant("password", SecretDict(username=self._username, password=self._password)))
 
     def _grant(self, grant: str, form: dict[str, str]) -> Token:
         self.grants[grant] += 1

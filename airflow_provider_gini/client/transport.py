@@ -35,7 +35,7 @@ from airflow_provider_gini.client.errors import (
 )
 from airflow_provider_gini.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_gini.client.settings import ClientSettings
-from airflow_provider_gini.client.tokens import SecretForm, Token, TokenManager, oauth_error, parse_token
+from airflow_provider_gini.client.tokens import SecretDict, Token, TokenManager, oauth_error, parse_token
 
 T = TypeVar("T")
 USER_AGENT = f"airflow-provider-gini/{__version__}"
@@ -53,7 +53,7 @@ _ERROR_CLASSES: dict[int, type[GiniHTTPError]] = {
 
 
 class _Bearer:
-    """An access token on its way into a header. Tokens travel in these and in _Headers rather
+    """An access token on its way into a header. Tokens travel in these and in SecretDict rather
     than in plain locals: Airflow 3.0's console log renders the locals of every frame of a task's
     traceback, and their reprs hide the secrets."""
 
@@ -62,11 +62,6 @@ class _Bearer:
 
     def __repr__(self) -> str:
         return "_Bearer(<token>)"
-
-
-class _Headers(dict[str, str]):
-    def __repr__(self) -> str:
-        return f"_Headers({sorted(self)})"
 
 
 class ManagedBearer(AuthBase):
@@ -222,7 +217,7 @@ class GiniSession:
         if grant == "password":
             params, data = {"grant_type": "password"}, form
         else:
-            params, data = None, SecretForm(grant_type=grant, **form)
+            params, data = None, SecretDict(grant_type=grant, **form)
 
         def attempt() -> Token:
             response = self._send(
@@ -270,14 +265,14 @@ class GiniSession:
             if url.startswith(self.settings.user_center_url)
             else self.settings.api_url
         ]
-        sent = _Headers({**self._headers, **(headers or {})})
+        sent = SecretDict({**self._headers, **(headers or {})})
         if bearer is not None:
             sent["Authorization"] = f"Bearer {bearer.token}"
         # The body stays in `prepared` (a grant's holds the password), never in a plain local.
         prepared: requests.PreparedRequest | None = None
         if body:
             prepared = requests.Request(method, url, headers=sent, params=params, **body).prepare()
-            url, sent = prepared.url or url, _Headers(prepared.headers)
+            url, sent = prepared.url or url, SecretDict(prepared.headers)
         elif params:
             url = f"{url}?{urlencode(params)}"
         raw = self._guarded(

@@ -80,6 +80,40 @@ def processed_name(doc: dict[str, Any], content_type: str | None = None) -> str:
     return f"processed.{ext}"
 
 
+class _FsspecFiles:
+    def __init__(self, fs: Any) -> None:
+        self.fs = fs
+
+    def listdir(self, path: str) -> list[str]:
+        return [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in self.fs.ls(path, detail=False)]
+
+    def makedirs(self, path: str) -> None:
+        self.fs.makedirs(path, exist_ok=True)
+
+    def open_write(self, path: str) -> IO[bytes]:
+        return self.fs.open(path, "wb")  # type: ignore[no-any-return]
+
+    def replace(self, source: str, target: str) -> None:
+        self.fs.mv(source, target)
+
+
+class _OsFiles:
+    """The local hot path: fsspec's LocalFileSystem normalises every path, which costs more CPU
+    than the system call it wraps."""
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def open_write(self, path: str) -> IO[bytes]:
+        return open(path, "wb")
+
+    def replace(self, source: str, target: str) -> None:
+        os.replace(source, target)
+
+
 class Store:
     """Files under one destination, addressed by paths relative to it (``"<id>/document.json"``)."""
 
@@ -87,7 +121,7 @@ class Store:
         self.root = root
         self.fs = root.fs
         self.base = str(root.path).rstrip("/")
-        self.local = isinstance(self.fs, LocalFileSystem)
+        self.files = _OsFiles() if isinstance(self.fs, LocalFileSystem) else _FsspecFiles(self.fs)
 
     def path(self, relative: str) -> str:
         return f"{self.base}/{relative}"
@@ -110,41 +144,27 @@ class Store:
     def names(self, folder: str) -> list[str] | None:
         """The file names in ``folder``, or None when it does not exist."""
         try:
-            if self.local:
-                return os.listdir(self.path(folder))
-            entries = self.fs.ls(self.path(folder), detail=False)
+            return self.files.listdir(self.path(folder))
         except FileNotFoundError:
             return None
-        return [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries]
 
     def makedirs(self, folder: str) -> None:
-        if self.local:
-            os.makedirs(self.path(folder), exist_ok=True)
-        else:
-            self.fs.makedirs(self.path(folder), exist_ok=True)
+        self.files.makedirs(self.path(folder))
 
     def exists(self, relative: str) -> bool:
         return bool(self.fs.exists(self.path(relative)))
 
     def write_atomic(self, relative: str, write: Callable[[IO[bytes]], Any]) -> None:
-        folder, _, name = relative.rpartition("/")
-        temporary = (
-            f"{folder}/{TMP_MARK}{uuid.uuid4().hex}-{name}"
-            if folder
-            else f"{TMP_MARK}{uuid.uuid4().hex}-{name}"
-        )
+        target = self.path(relative)
+        folder, _, name = target.rpartition("/")
+        temporary = f"{folder}/{TMP_MARK}{uuid.uuid4().hex}-{name}"
         try:
-            if self.local:
-                with open(self.path(temporary), "wb") as out:
-                    write(out)
-                os.replace(self.path(temporary), self.path(relative))
-            else:
-                with self.fs.open(self.path(temporary), "wb") as out:
-                    write(out)
-                self.fs.mv(self.path(temporary), self.path(relative))
+            with self.files.open_write(temporary) as out:
+                write(out)
+            self.files.replace(temporary, target)
         except BaseException:
-            if self.fs.exists(self.path(temporary)):
-                self.fs.rm(self.path(temporary))
+            if self.fs.exists(temporary):
+                self.fs.rm(temporary)
             raise
 
     def write_json(self, relative: str, body: Any) -> None:
