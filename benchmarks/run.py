@@ -25,7 +25,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import sandbox
+from benchmarks.harness import sandbox, separate_cores
 from benchmarks.pull import baseline, floor, minimum_requests, ours, window
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -51,6 +51,9 @@ def pull_rows(
     rows = []
     with sandbox(latency) as box:
         box.insert(n, prerender=True)
+        # The injected latency is a floor: the sandbox's own work and the timer's wake-up come on
+        # top. One request at a time shows what a request really takes.
+        round_trip = box.round_trip_ms("/documents?limit=1")
         for processed in (False, True):
             label = "with processed files" if processed else "with extractions"
             base = baseline(box, n, processed, scratch / f"baseline-{processed}")
@@ -63,6 +66,7 @@ def pull_rows(
             mine, bare = _median(mine_runs), _median(bare_runs)
             needed = minimum_requests(n, processed)
             limit = needed * latency / 1000 / workers
+            seen_limit = needed * round_trip / 1000 / workers
             rows += [
                 (
                     f"(a) pull {n} docs {label}: ours (median of {repeats})",
@@ -88,6 +92,13 @@ def pull_rows(
                     f"{limit / mine['seconds']:.2f} of the limit ({limit:.2f} s)",
                     ">= 0.8",
                     _ok(limit / mine["seconds"] >= 0.8),
+                ),
+                (
+                    f"(a) ours vs limit at the round trip the sandbox really gives ({label}): "
+                    f"{needed} req x {round_trip:.1f} ms / {workers}",
+                    f"{seen_limit / mine['seconds']:.2f} of that limit ({seen_limit:.2f} s)",
+                    "",
+                    "",
                 ),
                 (
                     f"(a) bare-client floor ({label}, median of {repeats}): same requests and "
@@ -229,6 +240,7 @@ def main() -> int:
     os.environ.setdefault("AIRFLOW_HOME", str(scratch / "airflow-home"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     command = "python -m benchmarks" + (" --quick" if args.quick else "") + f" --latency {args.latency:g}"
+    cores = separate_cores()
     started = time.perf_counter()
     try:
         rows = pull_rows(args.latency, n, args.workers, scratch, 1 if args.quick else 3)
@@ -245,6 +257,7 @@ def main() -> int:
         f"- machine: {machine()}",
         f"- command: `{command}`",
         f"- settings: max_workers={args.workers}, page size 100, {args.latency:g} ms latency per request",
+        f"- cores: {cores}",
         f"- took {time.perf_counter() - started:.0f} s",
         "",
         "| figure | measured | goal | |",

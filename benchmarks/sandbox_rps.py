@@ -23,7 +23,7 @@ import time
 import aiohttp
 import httpx
 
-from benchmarks.harness import Sandbox, start_sandbox
+from benchmarks.harness import Sandbox, separate_cores, start_sandbox
 
 GOAL_RPS = 2000
 
@@ -57,14 +57,10 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
+    cores = separate_cores()
     proc, base = start_sandbox()
     try:
-        conn = Sandbox(base).connection()
-        token = httpx.post(
-            f"{base}/oauth/token?grant_type=password",
-            auth=(conn["extra"]["client_id"], conn["extra"]["client_secret"]),
-            data={"username": conn["login"], "password": conn["password"]},
-        ).json()["access_token"]
+        token = Sandbox(base).token()
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.gini.v1+json"}
         first = httpx.get(f"{base}/documents", headers=headers, params={"limit": 1}).json()["documents"][0][
             "id"
@@ -76,7 +72,8 @@ def main() -> int:
         }
         print(
             f"# Sandbox capacity, {time.strftime('%Y-%m-%d')}, {os.cpu_count()} cores, Python "
-            f"{platform.python_version()}, {args.connections} keep-alive connections, {args.seconds:g} s each"
+            f"{platform.python_version()}, {args.connections} keep-alive connections, "
+            f"{args.seconds:g} s each, {cores}"
         )
         print("| request | requests/s | errors | goal | ratio to goal |")
         print("|---|---:|---:|---:|---:|")

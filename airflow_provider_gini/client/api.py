@@ -127,12 +127,19 @@ class GiniAPI:
         return doc
 
     def get_extractions(self, document_id: str) -> dict[str, Any]:
-        body = self._json(
-            "GET", f"/documents/{segment(document_id)}/extractions", "GET /documents/{id}/extractions"
+        return self.get_extractions_as_sent(document_id)[0]
+
+    def get_extractions_as_sent(self, document_id: str) -> tuple[dict[str, Any], bytes]:
+        """The extractions, and the bytes Gini sent them as: a pull stores those unchanged."""
+        body, content = self.gini.call(
+            "GET",
+            f"/documents/{segment(document_id)}/extractions",
+            what="GET /documents/{id}/extractions",
+            read=lambda response: (json_of(response), response.content),
         )
         if not isinstance(body, dict):
             raise GiniProtocolError("Gini answered extractions that are not a JSON object")
-        return body
+        return body, content
 
     def get_layout(self, document_id: str) -> dict[str, Any]:
         body = self._json("GET", f"/documents/{segment(document_id)}/layout", "GET /documents/{id}/layout")

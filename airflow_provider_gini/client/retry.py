@@ -69,19 +69,30 @@ class RetryPolicy:
         self._backoff = tenacity.wait_exponential(
             multiplier=settings.backoff_initial, max=settings.backoff_max
         ) + tenacity.wait_random(0, settings.backoff_initial)
-        self._stop = tenacity.stop_after_attempt(settings.max_attempts) | tenacity.stop_after_delay(
-            settings.max_elapsed
-        )
+        self._stop_attempts = tenacity.stop_after_attempt(settings.max_attempts)
 
     def run(self, operation: Callable[[], T], *, idempotent: bool, what: str) -> T:
-        s = self.settings
         started = time.monotonic()
+        # Nearly every call succeeds at once, and tenacity's bookkeeping costs more CPU than a
+        # fast request: the first attempt runs bare, and a failure goes to tenacity as attempt 1.
+        try:
+            return operation()
+        except Exception as exc:
+            first: Exception = exc
+        return self._retry(operation, first, started, idempotent=idempotent, what=what)
+
+    def _retry(
+        self, operation: Callable[[], T], first: Exception, started: float, *, idempotent: bool, what: str
+    ) -> T:
+        s = self.settings
         verdict: dict[str, str] = {}
         attempts = 0
 
         def attempt() -> T:
             nonlocal attempts
             attempts += 1
+            if attempts == 1:
+                raise first
             return operation()
 
         def should_retry(exc: BaseException) -> bool:
@@ -119,7 +130,9 @@ class RetryPolicy:
             )
 
         retrying = tenacity.Retrying(
-            stop=self._stop,
+            # The budget counts from before the first attempt, which ran before tenacity started.
+            stop=self._stop_attempts
+            | tenacity.stop_after_delay(s.max_elapsed - (time.monotonic() - started)),
             wait=wait,
             retry=tenacity.retry_if_exception(should_retry),
             before_sleep=before_sleep,

@@ -13,7 +13,7 @@ import logging
 import queue
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,30 +100,34 @@ class Puller:
         )
         lister.start()
         in_flight: set[Future[ManifestLine]] = set()
+        # Workers hand finished futures back through a queue: waiting on the in-flight set with
+        # concurrent.futures.wait costs a lock and a waiter per future, per document.
+        finished: queue.SimpleQueue[Future[ManifestLine]] = queue.SimpleQueue()
 
-        def settle(done: set[Future[ManifestLine]]) -> None:
-            for future in done:
-                line = future.result()  # a worker's unexpected error ends the pull here
-                manifest.add(line)
-                if line.outcome == "pending":
-                    pending.append(line.document_id)
-                progress.done += 1
+        def settle() -> None:
+            future = finished.get()
+            in_flight.discard(future)
+            line = future.result()  # a worker's unexpected error ends the pull here
+            manifest.add(line)
+            if line.outcome == "pending":
+                pending.append(line.document_id)
+            progress.done += 1
             progress.tick()
 
         with ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="gini-pull") as pool:
             try:
                 while (doc := lister.items.get()) is not _END:
                     progress.listed += 1
-                    in_flight.add(pool.submit(self.one, doc))
+                    future = pool.submit(self.one, doc)
+                    in_flight.add(future)
+                    future.add_done_callback(finished.put)
                     if len(in_flight) >= 2 * options.max_workers:
-                        done, in_flight = _wait_some(in_flight)
-                        settle(done)
+                        settle()
                 if lister.error is not None:
                     raise lister.error
                 progress.listing_done = True
                 while in_flight:
-                    done, in_flight = _wait_some(in_flight)
-                    settle(done)
+                    settle()
             except BaseException:
                 lister.stopped.set()
                 for future in in_flight:
@@ -166,8 +170,8 @@ class Puller:
         flat: dict[str, str | None] = {}
         if progress == "COMPLETED":
             if self.options.include_extractions:
-                extractions = self.api.get_extractions(doc_id)
-                self.store.write_json(f"{doc_id}/{EXTRACTIONS}", extractions)
+                extractions, content = self.api.get_extractions_as_sent(doc_id)
+                self.store.write_bytes(f"{doc_id}/{EXTRACTIONS}", content)
                 files.append(EXTRACTIONS)
                 flat = flatten(extractions)
             if self.options.include_processed:
@@ -217,13 +221,6 @@ class Puller:
             if doc.get("progress") != "PENDING" or remaining <= 0:
                 return doc
             time.sleep(min(self.options.poll_interval, remaining))
-
-
-def _wait_some(
-    futures: set[Future[ManifestLine]],
-) -> tuple[set[Future[ManifestLine]], set[Future[ManifestLine]]]:
-    done, rest = wait(futures, return_when=FIRST_COMPLETED)
-    return set(done), set(rest)
 
 
 def _name(doc: dict[str, Any]) -> str | None:

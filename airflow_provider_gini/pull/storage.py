@@ -14,6 +14,7 @@ filesystem spends more CPU normalising paths than the system calls take.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -105,7 +106,12 @@ class _OsFiles:
         return os.listdir(path)
 
     def makedirs(self, path: str) -> None:
-        os.makedirs(path, exist_ok=True)
+        try:
+            os.mkdir(path)  # the usual case, a new folder in an existing one: one system call
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(path, exist_ok=True)
 
     def open_write(self, path: str) -> IO[bytes]:
         return open(path, "wb")
@@ -122,6 +128,10 @@ class Store:
         self.fs = root.fs
         self.base = str(root.path).rstrip("/")
         self.files = _OsFiles() if isinstance(self.fs, LocalFileSystem) else _FsspecFiles(self.fs)
+        # Temporary names: unique to this Store by its random token, then by a counter (a uuid4
+        # per write costs a system call; next() on a count is atomic under the GIL).
+        self._temporary = f"{TMP_MARK}{uuid.uuid4().hex}-"
+        self._writes = itertools.count()
 
     def path(self, relative: str) -> str:
         return f"{self.base}/{relative}"
@@ -157,7 +167,7 @@ class Store:
     def write_atomic(self, relative: str, write: Callable[[IO[bytes]], Any]) -> None:
         target = self.path(relative)
         folder, _, name = target.rpartition("/")
-        temporary = f"{folder}/{TMP_MARK}{uuid.uuid4().hex}-{name}"
+        temporary = f"{folder}/{self._temporary}{next(self._writes)}-{name}"
         try:
             with self.files.open_write(temporary) as out:
                 write(out)
@@ -168,7 +178,9 @@ class Store:
             raise
 
     def write_json(self, relative: str, body: Any) -> None:
-        data = json_bytes(body, separators=(",", ":"))
+        self.write_bytes(relative, json_bytes(body, separators=(",", ":")))
+
+    def write_bytes(self, relative: str, data: bytes) -> None:
         self.write_atomic(relative, lambda out: out.write(data))
 
     def read_json(self, relative: str) -> Any:

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from airflow_provider_gini.client.errors import GiniProtocolError
@@ -32,6 +33,24 @@ def ms(moment: datetime) -> int:
 def manifest_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
     path = Path(result["manifest"].removeprefix("file://"))
     return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def as_sent(sandbox: RunningSandbox, path: str) -> bytes:
+    """The bytes the API answers ``path`` with, fetched with plain httpx."""
+    conn = sandbox.connection()
+    grant = httpx.post(
+        f"{sandbox.base_url}/oauth/token",
+        params={"grant_type": "password"},
+        auth=(conn["extra"]["client_id"], conn["extra"]["client_secret"]),
+        data={"username": conn["login"], "password": conn["password"]},
+    )
+    headers = {
+        "Authorization": f"Bearer {grant.json()['access_token']}",
+        "Accept": "application/vnd.gini.v1+json",
+    }
+    answer = httpx.get(f"{sandbox.base_url}{path}", headers=headers)
+    answer.raise_for_status()
+    return answer.content
 
 
 def files_under(root: Path) -> list[str]:
@@ -97,6 +116,10 @@ def test_consecutive_scheduled_runs_cover_each_document_once(
         if doc["progress"] == "COMPLETED":
             extractions = json.loads((folder / "extractions.json").read_text())
             assert extractions["extractions"]["iban"]["value"].startswith("DE")
+            # Stored as Gini sent it, not re-encoded.
+            assert (folder / "extractions.json").read_bytes() == as_sent(
+                gini_connection, f"/documents/{doc['id']}/extractions"
+            )
             processed = next(folder.glob("processed.*"))
             assert processed.read_bytes()[:4] in (b"%PDF", b"\xff\xd8\xff\xe0")
     assert not [f for f in files_under(tmp_path) if ".gini-tmp-" in f]
