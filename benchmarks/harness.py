@@ -20,6 +20,7 @@ FIRST_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 SANDBOX = [sys.executable, "-m", "airflow_provider_gini.sandbox"]
 _sandbox_core: int | None = None
+_CORES_ENV = "GINI_BENCHMARK_CORES"
 
 
 def separate_cores() -> str:
@@ -29,9 +30,12 @@ def separate_cores() -> str:
     and the figures measure that contention rather than the client. Returns how cores are used.
     """
     global _sandbox_core
-    cores = sorted(os.sched_getaffinity(0))
+    # A benchmark child inherits its parent's narrowed set; the full set travels in the env.
+    inherited = os.environ.get(_CORES_ENV)
+    cores = sorted(map(int, inherited.split(","))) if inherited else sorted(os.sched_getaffinity(0))
     if len(cores) < 2:
         return f"client and sandbox share {len(cores)} core"
+    os.environ[_CORES_ENV] = ",".join(map(str, cores))
     _sandbox_core = cores[-1]
     os.sched_setaffinity(0, cores[:-1])
     return f"sandbox on core {_sandbox_core}, client on core(s) {','.join(map(str, cores[:-1]))}"
