@@ -88,20 +88,14 @@ class Sandbox:
     def reset_counters(self) -> None:
         self.admin.post("/counters/reset").raise_for_status()
 
-    def token(self) -> str:
-        conn = self.connection()
-        answer = httpx.post(
-            f"{self.base_url}/oauth/token",
-            params={"grant_type": "password"},
-            auth=(conn["extra"]["client_id"], conn["extra"]["client_secret"]),
-            data={"username": conn["login"], "password": conn["password"]},
-        )
-        answer.raise_for_status()
-        return str(answer.json()["access_token"])
-
     def round_trip_ms(self, path: str, count: int = 50) -> float:
         """The median time one request to ``path`` takes, alone: the latency a client really sees."""
-        headers = {"Authorization": f"Bearer {self.token()}", "Accept": "application/vnd.gini.v1+json"}
+        from airflow_provider_gini.sandbox.server import user_token  # FastAPI: not in the memory child
+
+        headers = {
+            "Authorization": f"Bearer {user_token(self.base_url)}",
+            "Accept": "application/vnd.gini.v1+json",
+        }
         times = []
         with httpx.Client(base_url=self.base_url, headers=headers) as client:
             for _ in range(count + 1):

@@ -23,7 +23,8 @@ import time
 import aiohttp
 import httpx
 
-from benchmarks.harness import Sandbox, separate_cores, start_sandbox
+from airflow_provider_gini.sandbox.server import user_token
+from benchmarks.harness import separate_cores, start_sandbox
 
 GOAL_RPS = 2000
 
@@ -60,7 +61,7 @@ def main() -> int:
     cores = separate_cores()
     proc, base = start_sandbox()
     try:
-        token = Sandbox(base).token()
+        token = user_token(base)
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/vnd.gini.v1+json"}
         first = httpx.get(f"{base}/documents", headers=headers, params={"limit": 1}).json()["documents"][0][
             "id"

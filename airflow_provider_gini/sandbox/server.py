@@ -36,6 +36,19 @@ def connection_dict(
     }
 
 
+def user_token(base_url: str, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> str:
+    """An access token from a password grant at the sandbox, for tests that call the API by hand."""
+    answer = httpx.post(
+        f"{base_url}/oauth/token",
+        params={"grant_type": "password"},
+        auth=(client.client_id, client.client_secret),
+        data={"username": user.email, "password": user.password},
+        headers={"Accept": "application/json"},
+    )
+    answer.raise_for_status()
+    return str(answer.json()["access_token"])
+
+
 def _uvicorn_server(app: Any, log_level: str) -> uvicorn.Server:
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
     server = uvicorn.Server(config)
@@ -89,6 +102,9 @@ class RunningSandbox:
 
     def connection(self, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> dict[str, Any]:
         return connection_dict(self.base_url, user, client)
+
+    def user_token(self, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> str:
+        return user_token(self.base_url, user, client)
 
     def connection_json(self, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> str:
         return json.dumps(self.connection(user, client))

@@ -37,17 +37,7 @@ def manifest_lines(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 def as_sent(sandbox: RunningSandbox, path: str) -> bytes:
     """The bytes the API answers ``path`` with, fetched with plain httpx."""
-    conn = sandbox.connection()
-    grant = httpx.post(
-        f"{sandbox.base_url}/oauth/token",
-        params={"grant_type": "password"},
-        auth=(conn["extra"]["client_id"], conn["extra"]["client_secret"]),
-        data={"username": conn["login"], "password": conn["password"]},
-    )
-    headers = {
-        "Authorization": f"Bearer {grant.json()['access_token']}",
-        "Accept": "application/vnd.gini.v1+json",
-    }
+    headers = {"Authorization": f"Bearer {sandbox.user_token()}", "Accept": "application/vnd.gini.v1+json"}
     answer = httpx.get(f"{sandbox.base_url}{path}", headers=headers)
     answer.raise_for_status()
     return answer.content
