@@ -307,8 +307,8 @@ class GiniSession:
 
 
 _TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
+    requests.ConnectionError,  # ConnectTimeout is one
+    requests.ReadTimeout,
     requests.exceptions.ChunkedEncodingError,
     requests.exceptions.ContentDecodingError,
     urllib3_errors.HTTPError,

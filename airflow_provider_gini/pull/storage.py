@@ -109,7 +109,8 @@ class _OsFiles:
         try:
             os.mkdir(path)  # the usual case, a new folder in an existing one: one system call
         except FileExistsError:
-            pass
+            if not os.path.isdir(path):
+                raise
         except FileNotFoundError:
             os.makedirs(path, exist_ok=True)
 
