@@ -78,3 +78,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
     }
+
+
+def connection_type(name: str = "gini") -> dict[str, Any]:
+    """The provider info's entry for one connection type: its form fields and field behaviour."""
+    entries: list[dict[str, Any]] = get_provider_info()["connection-types"]
+    (entry,) = [c for c in entries if c["connection-type"] == name]
+    return entry

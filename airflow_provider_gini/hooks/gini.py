@@ -10,7 +10,7 @@ from airflow_provider_gini.client import ClientSettings, GiniError, GiniSession,
 from airflow_provider_gini.client.api import GiniAPI
 from airflow_provider_gini.client.errors import GiniConfigError
 from airflow_provider_gini.client.settings import DEFAULT_API_URL, DEFAULT_USER_CENTER_URL
-from airflow_provider_gini.get_provider_info import get_provider_info
+from airflow_provider_gini.get_provider_info import connection_type
 
 # Optional extras, with the type each must have; hook keyword arguments of the same names win.
 NUMERIC_EXTRAS: dict[str, type] = {
@@ -126,41 +126,24 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
             return {}
 
         # Before Airflow 3.2 the connection form comes from these widgets alone, not from the
-        # provider info's conn-fields: the descriptions are taken from there to say the same.
-        (gini,) = [
-            c for c in get_provider_info()["connection-types"] if c["connection-type"] == cls.conn_type
-        ]
-        descriptions = {name: spec["description"] for name, spec in gini["conn-fields"].items()}
-
-        def text(label: str, name: str) -> Any:
-            return StringField(
-                lazy_gettext(label), description=descriptions[name], widget=BS3TextFieldWidget()
+        # provider info's conn-fields: they are built from there, so both say the same.
+        def widget(spec: dict[str, Any]) -> Any:
+            secret = spec["schema"].get("format") == "password"
+            field, drawn = (
+                (PasswordField, BS3PasswordFieldWidget) if secret else (StringField, BS3TextFieldWidget)
             )
+            return field(lazy_gettext(spec["label"]), description=spec["description"], widget=drawn())
 
-        return {
-            "client_id": text("OAuth client ID", "client_id"),
-            "client_secret": PasswordField(
-                lazy_gettext("OAuth client secret"),
-                description=descriptions["client_secret"],
-                widget=BS3PasswordFieldWidget(),
-            ),
-            "user_center_url": text("User center URL", "user_center_url"),
-            "api_version": text("API version", "api_version"),
-        }
+        return {name: widget(spec) for name, spec in connection_type(cls.conn_type)["conn-fields"].items()}
 
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        # The provider info's ui-field-behaviour, with the key spellings the Python method uses.
+        behaviour = connection_type(cls.conn_type)["ui-field-behaviour"]
         return {
-            "hidden_fields": ["schema", "port"],
-            "relabeling": {"host": "API base URL", "login": "User email", "password": "User password"},
-            "placeholders": {
-                "host": DEFAULT_API_URL,
-                "login": "user@example.com",
-                "client_id": "your-gini-client-id",
-                "user_center_url": DEFAULT_USER_CENTER_URL,
-                "api_version": "1",
-                "extra": '{"read_timeout": 60, "max_attempts": 8}',
-            },
+            "hidden_fields": behaviour["hidden-fields"],
+            "relabeling": behaviour["relabeling"],
+            "placeholders": behaviour["placeholders"],
         }
 
 

@@ -18,7 +18,7 @@ import jsonschema
 import pytest
 
 import airflow_provider_gini
-from airflow_provider_gini.get_provider_info import get_provider_info
+from airflow_provider_gini.get_provider_info import connection_type, get_provider_info
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.sandbox import DEMO_USER, RunningSandbox
 from tests.compat import (
@@ -38,11 +38,6 @@ EXTRA_FIELDS = {
     "api_version": "API version",
 }
 RELABELING = {"host": "API base URL", "login": "User email", "password": "User password"}
-
-
-def gini_connection_type() -> dict[str, Any]:
-    (entry,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "gini"]
-    return entry
 
 
 def run_airflow(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -129,7 +124,7 @@ def test_provider_info_names_what_exists() -> None:
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-gini"
     assert info["versions"][0] == airflow_provider_gini.__version__
-    entry = gini_connection_type()
+    entry = connection_type()
     assert entry["hook-class-name"] == f"{GiniHook.__module__}.{GiniHook.__qualname__}"
     assert entry["hook-name"] == GiniHook.hook_name
     for hooks in info["hooks"]:
@@ -140,7 +135,7 @@ def test_provider_info_names_what_exists() -> None:
 def test_yaml_form_metadata_agrees_with_the_python_methods() -> None:
     """Airflow renders the YAML metadata when present and falls back to the Python methods:
     both must describe the same form."""
-    entry = gini_connection_type()
+    entry = connection_type()
     yaml_behaviour = entry["ui-field-behaviour"]
     behaviour = GiniHook.get_ui_field_behaviour()
     assert yaml_behaviour["hidden-fields"] == behaviour["hidden_fields"]
@@ -285,9 +280,7 @@ def test_python_form_widgets_match_the_yaml_fields() -> None:
     dumped = {name: widget.param.dump()["schema"] for name, widget in widgets.items()}
     assert {name: schema["title"] for name, schema in dumped.items()} == EXTRA_FIELDS
     descriptions = {name: widget.param.dump()["description"] for name, widget in widgets.items()}
-    assert descriptions == {
-        name: f["description"] for name, f in gini_connection_type()["conn-fields"].items()
-    }
+    assert descriptions == {name: f["description"] for name, f in connection_type()["conn-fields"].items()}
     assert dumped["client_secret"].get("format") == "password"
     assert [name for name, schema in dumped.items() if schema.get("format") == "password"] == [
         "client_secret"

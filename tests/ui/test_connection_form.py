@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from airflow_provider_gini.client.settings import DEFAULT_API_URL, DEFAULT_USER_CENTER_URL
-from airflow_provider_gini.get_provider_info import get_provider_info
+from airflow_provider_gini.get_provider_info import connection_type
 from airflow_provider_gini.hooks.gini import GiniHook
 from tests.compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
 from tests.deployment import REPO
@@ -30,7 +30,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-(GINI,) = [c for c in get_provider_info()["connection-types"] if c["connection-type"] == "gini"]
+GINI = connection_type()
 BEHAVIOUR = GINI["ui-field-behaviour"]
 EXTRA_FIELDS: dict[str, dict[str, Any]] = GINI["conn-fields"]
 # The labels Airflow's UI gives the standard fields when a provider does not relabel them.
