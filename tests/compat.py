@@ -6,6 +6,7 @@ before Airflow is first imported."""
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import sys
 from collections.abc import Iterator
@@ -49,20 +50,13 @@ def dag_bag(path: str) -> Any:
     return DagBag(path)
 
 
-def airflow_fail_exception() -> type[Exception]:
+def sdk_exception(name: str) -> type[Exception]:
+    """An exception as tasks raise it: the Task SDK's own from Airflow 3.2, core's before."""
     try:
-        from airflow.sdk.exceptions import AirflowFailException
-    except ImportError:  # the Task SDK raises core's exceptions before Airflow 3.2
-        from airflow.exceptions import AirflowFailException  # type: ignore[no-redef]
-    return AirflowFailException
-
-
-def airflow_not_found_exception() -> type[Exception]:
-    try:
-        from airflow.sdk.exceptions import AirflowNotFoundException
-    except ImportError:  # the Task SDK raises core's exceptions before Airflow 3.2
-        from airflow.exceptions import AirflowNotFoundException  # type: ignore[no-redef]
-    return AirflowNotFoundException
+        found: type[Exception] = getattr(importlib.import_module("airflow.sdk.exceptions"), name)
+    except (ImportError, AttributeError):
+        found = getattr(importlib.import_module("airflow.exceptions"), name)
+    return found
 
 
 def redact(value: str) -> Any:

@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_gini.sandbox import RunningSandbox
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
-from tests.compat import airflow_fail_exception
+from tests.compat import sdk_exception
 from tests.operators.conftest import EXAMPLES, task_states, xcom
 
 SAMPLE = EXAMPLES / "sample_documents" / "rechnung-sample-1.pdf"
@@ -206,5 +206,5 @@ def test_upload_of_a_missing_file_fails_clearly(tmp_path: Path) -> None:
     from airflow_provider_gini.operators.documents import GiniUploadDocumentOperator
 
     operator = GiniUploadDocumentOperator(task_id="u", file=str(tmp_path / "missing.pdf"))
-    with pytest.raises(airflow_fail_exception(), match="no such file"):
+    with pytest.raises(sdk_exception("AirflowFailException"), match="no such file"):
         operator.execute({})  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from airflow_provider_gini.client.errors import (
     GiniRetryError,
 )
 from airflow_provider_gini.sandbox import RunningSandbox
-from tests.compat import airflow_not_found_exception
+from tests.compat import sdk_exception
 from tests.reliability import figures
 from tests.reliability.conftest import FAST, Evidence, PullRun
 from tests.reliability.helpers import (
@@ -218,7 +218,7 @@ def test_bad_configuration(
 
 def test_unknown_connection(layout: Layout, evidence: Evidence) -> None:
     figures.BAD_INPUTS.add("config: connection id not defined")
-    with pytest.raises(airflow_not_found_exception(), match="gini_nowhere"):
+    with pytest.raises(sdk_exception("AirflowNotFoundException"), match="gini_nowhere"):
         pull("gini_nowhere", layout.destination)
     layout.assert_nothing_outside()
 
