@@ -4,6 +4,7 @@ and nothing of the session's Airflow setup reaches them."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -30,6 +31,15 @@ def free_port() -> int:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def cli_json(stdout: str) -> Any:
+    """The JSON document an ``airflow ... --output json`` command printed. Log lines may come
+    first (unit-test mode; Airflow 3.0's start with "[" too, 3.2 logs alembic's setup) or after."""
+    lines = stdout.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith(("[{", "[]", "{")))
+    document, _ = json.JSONDecoder().raw_decode("".join(lines[start:]))
+    return document
 
 
 def base_env(home: Path) -> dict[str, str]:

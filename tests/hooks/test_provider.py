@@ -28,6 +28,7 @@ from tests.compat import (
     REQUIRED_EXTRA_TYPE,
     api_server_hook_form_view,
 )
+from tests.deployment import cli_json
 
 MakeHook = Callable[..., GiniHook]
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
@@ -150,10 +151,7 @@ def test_yaml_form_metadata_agrees_with_the_python_methods() -> None:
 def test_cli_providers_list_shows_the_provider() -> None:
     result = run_airflow("providers", "list", "--output", "json")
     assert result.returncode == 0, result.stderr[-2000:]
-    # Unit-test mode logs a line or two to stdout before the JSON document (Airflow 3.0's log
-    # lines start with "[" too).
-    (listing,) = [line for line in result.stdout.splitlines() if line.startswith("[{")]
-    providers = {p["package_name"]: p for p in json.loads(listing)}
+    providers = {p["package_name"]: p for p in cli_json(result.stdout)}
     assert providers["airflow-provider-gini"]["version"] == airflow_provider_gini.__version__
 
 

@@ -19,7 +19,7 @@ from airflow_provider_gini.client.settings import DEFAULT_API_URL, DEFAULT_USER_
 from airflow_provider_gini.get_provider_info import connection_type
 from airflow_provider_gini.hooks.gini import GiniHook
 from tests.compat import AIRFLOW_V_3_2_PLUS, AIRFLOW_V_3_3_PLUS
-from tests.deployment import REPO
+from tests.deployment import REPO, cli_json
 from tests.ui.helpers import INSTALL_HINT, UI_TIMEOUT, AirflowUI
 
 pytest.importorskip("selenium", reason=f"selenium is missing; {INSTALL_HINT}")
@@ -145,13 +145,6 @@ def side_by_side(*pngs: bytes) -> bytes:
     out = io.BytesIO()
     sheet.save(out, "PNG", optimize=True)
     return out.getvalue()
-
-
-def cli_json(stdout: str) -> Any:
-    """The JSON an ``airflow ... --output json`` command printed: Airflow 3.2 logs to stdout first."""
-    lines = stdout.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(("[{", "[]", "{")))
-    return json.loads("\n".join(lines[start:]))
 
 
 def test_gini_form_shows_the_provider_fields(form: ConnectionForm, tmp_path: Any) -> None:
