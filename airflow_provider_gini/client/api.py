@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 import os
 import tempfile
@@ -16,13 +17,23 @@ import requests
 
 from airflow_provider_gini.client.errors import (
     GiniConfigError,
+    GiniConflict,
+    GiniHTTPError,
+    GiniNotFound,
     GiniProcessingError,
     GiniProcessingTimeout,
     GiniProtocolError,
 )
+from airflow_provider_gini.client.listing import DocumentListing
 from airflow_provider_gini.client.transport import GiniSession, json_of
 
+log = logging.getLogger("airflow_provider_gini.client")
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
+# The progress values that end processing. Gini documents PENDING, COMPLETED and ERROR; any
+# other value (Android's SDK maps e.g. "QUEUED" to UNKNOWN) is taken as not finished yet and
+# waited for like PENDING: docs/gini-compat.md.
+FINISHED = frozenset({"COMPLETED", "ERROR"})
+KNOWN_PROGRESS = FINISHED | {"PENDING"}
 FileInput = str | os.PathLike[str] | bytes | IO[bytes]
 Moment = datetime | int | float
 _MAGIC = (
@@ -52,13 +63,6 @@ def segment(document_id: str) -> str:
     return quote(document_id, safe="")
 
 
-def _created(doc: Any) -> int:
-    created = doc.get("creationDate") if isinstance(doc, dict) else None
-    if isinstance(created, bool) or not isinstance(created, int):
-        raise GiniProtocolError("Gini listed a document without an integer creationDate")
-    return created
-
-
 class GiniAPI:
     """The document and payment API. Subclasses provide the ``gini`` session."""
 
@@ -74,51 +78,40 @@ class GiniAPI:
         return self.gini.tokens.token()
 
     def list_documents(
-        self, limit: int = 20, offset: int = 0, next_cursor: int | None = None
+        self, limit: int = 20, offset: int | None = None, next_cursor: int | None = None
     ) -> dict[str, Any]:
-        """One page of documents, newest first: ``{"totalCount", "documents", "next"?}``."""
-        params: dict[str, int] = {"limit": limit, "offset": offset}
+        """One page of ``GET /documents``, as Gini sent it: ``{"documents": [...]}``, with a
+        ``totalCount`` on servers that page by offset. Gini's sources disagree on the paging
+        contract (docs/gini-compat.md); ``iter_documents`` follows each of them."""
+        params: dict[str, int] = {"limit": limit}
+        if offset is not None:
+            params["offset"] = offset
         if next_cursor is not None:
             params["next"] = next_cursor
+        return self._list_page(params)
+
+    def _list_page(self, params: dict[str, int]) -> dict[str, Any]:
         page = self._json("GET", "/documents", "GET /documents", params=params)
         if not isinstance(page, dict) or not isinstance(page.get("documents"), list):
             raise GiniProtocolError("Gini answered a document list without a 'documents' list")
         return page
 
+    def document_listing(
+        self, created_after: Moment | None = None, created_before: Moment | None = None, page_size: int = 100
+    ) -> DocumentListing:
+        """The documents created in ``[created_after, created_before)``, each exactly once, in the
+        order Gini lists them; its ``stats`` tell how it paged. Raises ``GiniIncompleteListing``
+        when Gini's answers cannot prove the list complete, instead of returning part of it."""
+        lower = epoch_ms(created_after) if created_after is not None else None
+        upper = epoch_ms(created_before) if created_before is not None else None
+        return DocumentListing(self._list_page, lower, upper, page_size)
+
     def iter_documents(
         self, created_after: Moment | None = None, created_before: Moment | None = None, page_size: int = 100
     ) -> Iterator[dict[str, Any]]:
-        """Every document created in ``[created_after, created_before)``, newest first, each once.
-
-        Pages by the creation-date cursor, not by offset, so documents added or deleted while it
-        pages neither repeat nor shift others out; and it stops at the first document older than
-        the window instead of listing everything.
-        """
-        lower = epoch_ms(created_after) if created_after is not None else None
-        cursor = epoch_ms(created_before) if created_before is not None else None
-        while True:
-            page = self.list_documents(limit=page_size, next_cursor=cursor)
-            docs = page["documents"]
-            for doc in docs:
-                created = _created(doc)
-                if cursor is not None and created >= cursor:
-                    raise GiniProtocolError(
-                        "Gini listed a document at or after the 'next' cursor; paging stopped"
-                    )
-                if lower is not None and created < lower:
-                    return
-                cursor = created
-                yield doc
-            following = page.get("next")
-            if not docs or following is None:
-                return
-            if (
-                isinstance(following, bool)
-                or not isinstance(following, int)
-                or (cursor is not None and following > cursor)
-            ):
-                raise GiniProtocolError("Gini answered a 'next' cursor that does not move back in time")
-            cursor = following
+        """Every document created in ``[created_after, created_before)``, each exactly once (see
+        ``document_listing``)."""
+        return iter(self.document_listing(created_after, created_before, page_size))
 
     def get_document(self, document_id: str) -> dict[str, Any]:
         doc = self._json("GET", f"/documents/{segment(document_id)}", "GET /documents/{id}")
@@ -131,12 +124,26 @@ class GiniAPI:
 
     def get_extractions_as_sent(self, document_id: str) -> tuple[dict[str, Any], bytes]:
         """The extractions, and the bytes Gini sent them as: a pull stores those unchanged."""
-        body, content = self.gini.call(
-            "GET",
-            f"/documents/{segment(document_id)}/extractions",
-            what="GET /documents/{id}/extractions",
-            read=lambda response: (json_of(response), response.content),
-        )
+        try:
+            body, content = self.gini.call(
+                "GET",
+                f"/documents/{segment(document_id)}/extractions",
+                what="GET /documents/{id}/extractions",
+                read=lambda response: (json_of(response), response.content),
+            )
+        except (GiniNotFound, GiniConflict) as exc:
+            # Gini documents only 404 here, and no source shows what a document still being
+            # processed answers (404 or 409): the document itself says which it is.
+            progress = self.get_document(document_id)["progress"]  # GiniNotFound: it is gone
+            if progress == "COMPLETED":
+                raise
+            raise GiniConflict(
+                f"Document {document_id} is {progress}: its extractions are available once Gini has "
+                "processed it (wait with wait_for_processing or GiniDocumentProcessedSensor)",
+                status=exc.status or 409,
+                request_id=exc.request_id,
+                codes=exc.codes,
+            ) from exc
         if not isinstance(body, dict):
             raise GiniProtocolError("Gini answered extractions that are not a JSON object")
         return body, content
@@ -258,20 +265,32 @@ class GiniAPI:
     def wait_for_processing(
         self, document_id: str, timeout: float = 300.0, poll_interval: float = 1.0
     ) -> dict[str, Any]:
-        """Poll until the document is COMPLETED and return it; raise on ERROR and on timeout."""
+        """Poll until the document is COMPLETED and return it; raise on ERROR and on timeout.
+
+        A progress other than PENDING, COMPLETED and ERROR is waited for like PENDING."""
         deadline = time.monotonic() + timeout
+        warned = False
         while True:
             doc = self.get_document(document_id)
-            if doc["progress"] == "COMPLETED":
+            progress = doc["progress"]
+            if progress == "COMPLETED":
                 return doc
-            if doc["progress"] == "ERROR":
+            if progress == "ERROR":
                 raise GiniProcessingError(
                     f"Gini could not process document {document_id} (progress ERROR)", document_id=document_id
                 )
+            if progress not in KNOWN_PROGRESS and not warned:
+                log.warning(
+                    "Gini document %s has progress %r, which Gini does not document; "
+                    "waiting for COMPLETED or ERROR as for PENDING",
+                    document_id,
+                    progress[:40],
+                )
+                warned = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GiniProcessingTimeout(
-                    f"Document {document_id} was still {doc['progress']} after {timeout:g} s",
+                    f"Document {document_id} was still {progress[:40]} after {timeout:g} s",
                     document_ids=[document_id],
                 )
             time.sleep(min(poll_interval, remaining))
@@ -282,19 +301,32 @@ class GiniAPI:
         extractions: Mapping[str, Any],
         compound_extractions: Mapping[str, Any] | None = None,
     ) -> None:
-        """Send corrected extractions, e.g. ``{"amountToPay": {"value": "12.50:EUR"}}`` (PUT; idempotent)."""
+        """Send corrected extractions, e.g. ``{"amountToPay": {"value": "12.50:EUR"}}``.
+
+        Gini's SDKs send POST since 2021-08; the Pay API docs show PUT. POST goes first, and a
+        405 turns this client to PUT for good (docs/gini-compat.md). Sending the same
+        correction twice leaves the same state, so it is retried like a read."""
         body: dict[str, Any] = {"extractions": dict(extractions)}
         if compound_extractions:
             body["compoundExtractions"] = dict(compound_extractions)
-        self.gini.call(
-            "PUT",
-            f"/documents/{segment(document_id)}/extractions/feedback",
-            what="PUT feedback",
-            read=lambda r: None,
-            json=body,
-            expect=(204,),
-            headers={"Content-Type": self.gini.settings.media_type},
-        )
+        path = f"/documents/{segment(document_id)}/extractions/feedback"
+        while True:
+            method = getattr(self, "_feedback_method", "POST")
+            try:
+                self.gini.call(
+                    method,
+                    path,
+                    what=f"{method} feedback",
+                    read=lambda r: None,
+                    json=body,
+                    expect=(204,),
+                    headers={"Content-Type": self.gini.settings.media_type},
+                )
+                return
+            except GiniHTTPError as exc:
+                if exc.status != 405 or method == "PUT":
+                    raise
+                self._feedback_method = "PUT"
 
     def delete_document(self, document_id: str) -> None:
         self.gini.call(

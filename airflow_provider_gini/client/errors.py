@@ -59,14 +59,30 @@ class GiniProtocolError(GiniError):
     """Gini answered something this client cannot read: not JSON, truncated, or missing fields."""
 
 
+class GiniIncompleteListing(GiniProtocolError):
+    """Gini's document list could not be proven complete; the message says what was seen.
+
+    Raised instead of returning a partial list: a pull must not report success with less than
+    every document of its window.
+    """
+
+
 class GiniHTTPError(GiniError):
-    """Gini answered with an error status."""
+    """Gini answered with an error status. ``codes`` are Gini's error codes (API v5 bodies), e.g.
+    ``("2501",)`` for a document that does not exist."""
 
     def __init__(
-        self, message: str, *, status: int, request_id: str | None = None, retry_after: float | None = None
+        self,
+        message: str,
+        *,
+        status: int,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+        codes: tuple[str, ...] = (),
     ) -> None:
         super().__init__(message, status=status, request_id=request_id)
         self.retry_after = retry_after
+        self.codes = codes
 
 
 class GiniNotFound(GiniHTTPError):

@@ -68,7 +68,9 @@ def parse_token(body: Any) -> Token:
         raise GiniProtocolError(
             "The Gini token response has an access_token with characters a bearer token cannot have"
         )
-    token_type = body.get("token_type")
+    # Optional, as in Gini's iOS SDKs (Token.swift decodes it only if present; a fixture has
+    # none): docs/gini-compat.md. When given, it must be bearer.
+    token_type = body.get("token_type", "bearer")
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = (
             token_type if isinstance(token_type, str) and len(token_type) < 40 else type(token_type).__name__

@@ -102,16 +102,36 @@ def _loose_json(content: bytes) -> Any:
         return None
 
 
-def _error_message(response: requests.Response) -> tuple[str, str | None]:
+def _error_message(response: requests.Response) -> tuple[str, str | None, tuple[str, ...]]:
+    """The message, request id and error codes of an error answer, from either body Gini sends:
+    ``{"message", "requestId"}`` (the Pay API, gini-api-ruby) or ``{"items": [{"code", "message",
+    "object"}], "requestId", "message"?}`` (API v5, the mobile SDKs). docs/gini-compat.md."""
     request_id = response.headers.get("X-Request-Id")
     body = _loose_json(response.content[:65536])
     if not isinstance(body, dict):
-        return "no readable error message", request_id
-    message = body.get("message") or body.get("error_description") or body.get("error")
-    request_id = request_id or (body.get("requestId") if isinstance(body.get("requestId"), str) else None)
-    if not isinstance(message, str):
-        return "no readable error message", request_id
-    return _UNPRINTABLE.sub("?", message)[:300], request_id
+        return "no readable error message", request_id, ()
+    if request_id is None and isinstance(body.get("requestId"), str):
+        request_id = _UNPRINTABLE.sub("?", body["requestId"])[:100]
+    top = body.get("message") or body.get("error_description") or body.get("error")
+    parts = [top] if isinstance(top, str) and top else []
+    codes: list[str] = []
+    items = body.get("items")
+    for item in items[:10] if isinstance(items, list) else ():
+        if not isinstance(item, dict):
+            continue
+        code, text, objects = item.get("code"), item.get("message"), item.get("object")
+        code = str(code)[:20] if isinstance(code, (str, int)) and not isinstance(code, bool) else None
+        part = text if isinstance(text, str) else ""
+        if code:
+            codes.append(code)
+            part = f"{part} (code {code})" if part else f"code {code}"
+        if isinstance(objects, list) and objects:
+            part += " [" + ", ".join(str(o)[:64] for o in objects[:5]) + "]"
+        if part and part not in parts:
+            parts.append(part)
+    if not parts:
+        return "no readable error message", request_id, tuple(codes)
+    return _UNPRINTABLE.sub("?", "; ".join(parts))[:500], request_id, tuple(codes)
 
 
 class GiniSession:
@@ -200,7 +220,7 @@ class GiniSession:
         status = response.status_code
         if status in expect:
             return
-        message, request_id = _error_message(response)
+        message, request_id, codes = _error_message(response)
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
         if status == 401:
             message = f"{message}; a freshly issued token was refused too"
@@ -210,6 +230,7 @@ class GiniSession:
             status=status,
             request_id=request_id,
             retry_after=retry_after,
+            codes=codes,
         )
 
     def _send_grant(self, grant: str, form: dict[str, str]) -> Token:

@@ -108,10 +108,10 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
             return False, str(exc)
         except Exception as exc:
             return False, f"{type(exc).__name__}: could not reach Gini"
-        return (
-            True,
-            f"Connected to Gini as {self.gini.settings.username}: {page.get('totalCount', '?')} documents",
-        )
+        # Only servers that page by offset send a totalCount (docs/gini-compat.md).
+        total = page.get("totalCount")
+        count = f": {total} documents" if isinstance(total, int) else ""
+        return True, f"Connected to Gini as {self.gini.settings.username}{count}"
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:

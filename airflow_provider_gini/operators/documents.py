@@ -13,6 +13,7 @@ from airflow.configuration import conf
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 
 from airflow_provider_gini._compat import AirflowException, AirflowFailException
+from airflow_provider_gini.client.api import FINISHED
 from airflow_provider_gini.client.errors import GiniNotFound, GiniProcessingError
 from airflow_provider_gini.operators.base import GiniBaseOperator
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
@@ -207,7 +208,7 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
             return document_id
         if self.deferrable:
             doc = self.hook.get_document(document_id)
-            if doc["progress"] == "PENDING":
+            if doc["progress"] not in FINISHED:  # PENDING, or a progress Gini does not document
                 self.defer(
                     trigger=GiniDocumentProcessedTrigger(
                         document_id=document_id,

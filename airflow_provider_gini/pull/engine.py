@@ -1,7 +1,7 @@
 """The pull: list a window's documents and fetch each, concurrently, into object storage.
 
-The listing runs in its own thread (cursor pages, stopping at the window's start) and feeds a
-bounded queue, so the workers never wait for the next page. The workers share one hook, so one
+The listing (client/listing.py: each document of the window exactly once, on every paging
+contract, or an error) runs in its own thread and feeds a bounded queue, so the workers never wait for the next page. The workers share one hook, so one
 session and one token. At most a few pages of documents are queued or in flight, and nothing
 keeps per-document data after it is written, so memory stays flat however many documents the
 window holds.
@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_gini.client.api import GiniAPI
+from airflow_provider_gini.client.api import FINISHED, GiniAPI
 from airflow_provider_gini.client.errors import GiniError, GiniNotFound, GiniProcessingTimeout
 from airflow_provider_gini.pull.manifest import ManifestLine, ManifestWriter, flatten
 from airflow_provider_gini.pull.storage import DOCUMENT, EXTRACTIONS, Store, processed_name, safe_id
@@ -63,14 +63,14 @@ class Lister(threading.Thread):
 
     def __init__(self, api: GiniAPI, window: Window, page_size: int, ahead: int) -> None:
         super().__init__(name="gini-pull-list", daemon=True)
-        self.api, self.window, self.page_size = api, window, page_size
+        self.listing = api.document_listing(window.start, window.end, page_size)
         self.items: queue.Queue[Any] = queue.Queue(maxsize=ahead)
         self.error: BaseException | None = None
         self.stopped = threading.Event()
 
     def run(self) -> None:
         try:
-            for doc in self.api.iter_documents(self.window.start, self.window.end, self.page_size):
+            for doc in self.listing:
                 while not self.stopped.is_set():
                     try:
                         self.items.put(doc, timeout=0.1)
@@ -126,6 +126,7 @@ class Puller:
                 if lister.error is not None:
                     raise lister.error
                 progress.listing_done = True
+                log.info("Gini listing complete: %s", lister.listing.stats.describe())
                 while in_flight:
                     settle()
             except BaseException:
@@ -145,15 +146,22 @@ class Puller:
                 return self._skipped(doc_id, names, stored)
             self.store.remove_leftovers(doc_id, names)
         doc = listed
-        if doc.get("progress") == "PENDING":
+        if doc.get("progress") not in FINISHED:  # PENDING, or a progress Gini does not document
             try:
                 doc = self._await(doc_id)
             except GiniNotFound:
                 return ManifestLine(
                     doc_id, "gone", name=_name(listed), creation_date=listed.get("creationDate")
                 )
-            if doc.get("progress") == "PENDING":
-                return ManifestLine(doc_id, "pending", "PENDING", _name(doc), doc.get("creationDate"))
+            if doc.get("progress") not in FINISHED:
+                progress = doc.get("progress")
+                return ManifestLine(
+                    doc_id,
+                    "pending",
+                    progress if isinstance(progress, str) else None,
+                    _name(doc),
+                    doc.get("creationDate"),
+                )
         try:
             return self._fetch(doc_id, doc, fresh=names is None)
         except GiniNotFound:
@@ -218,7 +226,7 @@ class Puller:
         while True:
             doc = self.api.get_document(doc_id)
             remaining = deadline - time.monotonic()
-            if doc.get("progress") != "PENDING" or remaining <= 0:
+            if doc.get("progress") in FINISHED or remaining <= 0:
                 return doc
             time.sleep(min(self.options.poll_interval, remaining))
 
@@ -231,7 +239,8 @@ def _name(doc: dict[str, Any]) -> str | None:
 def pending_error(pending: list[str], timeout: float) -> GiniError:
     shown = ", ".join(pending[:20]) + (f" and {len(pending) - 20} more" if len(pending) > 20 else "")
     return GiniProcessingTimeout(
-        f"{len(pending)} document(s) were still PENDING after waiting {timeout:g} s: {shown}. "
+        f"{len(pending)} document(s) were still PENDING (or another unfinished progress) after waiting "
+        f"{timeout:g} s: {shown}. "
         "They are in the manifest as 'pending'; a retry of this task pulls them.",
         document_ids=pending,
     )
