@@ -1,10 +1,10 @@
 """The pull: list a window's documents and fetch each, concurrently, into object storage.
 
 The listing (client/listing.py: each document of the window exactly once, on every paging
-contract, or an error) runs in its own thread and feeds a bounded queue, so the workers never wait for the next page. The workers share one hook, so one
-session and one token. At most a few pages of documents are queued or in flight, and nothing
-keeps per-document data after it is written, so memory stays flat however many documents the
-window holds.
+contract, or an error) runs in its own thread and feeds a bounded queue, so the workers never
+wait for the next page. The workers share one hook, so one session and one token. At most a few
+pages of documents are queued or in flight, and nothing keeps per-document data after it is
+written, so memory stays flat however many documents the window holds.
 """
 
 from __future__ import annotations

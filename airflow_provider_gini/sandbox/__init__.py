@@ -13,9 +13,12 @@ from airflow_provider_gini.sandbox.config import (
     DEMO_USER,
     OTHER_USER,
     PLAIN_CLIENT,
+    PROFILES,
+    ApiProfile,
     ClientSpec,
     SandboxConfig,
     UserSpec,
+    profile,
 )
 from airflow_provider_gini.sandbox.faults import FaultRule
 
@@ -27,11 +30,14 @@ __all__ = [
     "DEMO_USER",
     "OTHER_USER",
     "PLAIN_CLIENT",
+    "PROFILES",
+    "ApiProfile",
     "ClientSpec",
     "FaultRule",
     "RunningSandbox",
     "SandboxConfig",
     "UserSpec",
+    "profile",
     "run_sandbox",
 ]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from airflow_provider_gini.sandbox.config import SandboxConfig
+from airflow_provider_gini.sandbox.config import PROFILES, SandboxConfig
 from airflow_provider_gini.sandbox.faults import FaultRule
 from airflow_provider_gini.sandbox.server import base_url_of, connection_dict, serve
 
@@ -44,7 +44,48 @@ def parser() -> argparse.ArgumentParser:
         help='a fault rule, e.g. \'{"kind": "status", "status": 503, "path": "/documents*", "first": 3}\'',
     )
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    api = p.add_argument_group(
+        "API profile", "how the sandbox answers where Gini's sources disagree (docs/gini-compat.md)"
+    )
+    api.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        help="pay-api (default): ?next=<creation date> answering {documents}; "
+        "legacy: ?offset= answering {totalCount, documents}",
+    )
+    api.add_argument("--order", choices=["ascending", "descending"], help="list order (default ascending)")
+    api.add_argument(
+        "--cursor", choices=["inclusive", "exclusive"], help="pay-api: does next=<ms> include <ms>"
+    )
+    api.add_argument(
+        "--total-count", action="store_true", default=None, help="pay-api: answer a totalCount too"
+    )
+    api.add_argument("--offset-param", choices=["offset", "next"], help="legacy: the offset's parameter")
+    api.add_argument("--max-limit", type=int, help="largest limit accepted (default 250)")
+    api.add_argument("--page-cap", type=int, help="silently answer at most this many documents a page")
+    api.add_argument("--page-images", choices=["named", "sizes"], help="large/medium or 750x900/1280x1810")
+    api.add_argument("--error-body", choices=["message", "items"], help="{message} or API v5 {items}")
+    api.add_argument(
+        "--pending-status", type=int, choices=[404, 409], help="extractions etc. of unfinished documents"
+    )
+    api.add_argument(
+        "--feedback-methods", type=lambda v: v.upper().split(","), help="e.g. PUT (POST then answers 405)"
+    )
     return p
+
+
+API_SWITCHES = (
+    "order",
+    "cursor",
+    "total_count",
+    "offset_param",
+    "max_limit",
+    "page_cap",
+    "page_images",
+    "error_body",
+    "pending_status",
+    "feedback_methods",
+)
 
 
 def build_config(args: argparse.Namespace) -> SandboxConfig:
@@ -73,6 +114,9 @@ def build_config(args: argparse.Namespace) -> SandboxConfig:
         faults.append(FaultRule(kind="latency", delay=args.latency / 1000, jitter=args.jitter / 1000))
     faults += [FaultRule.model_validate_json(raw) for raw in args.fault]
     updates["faults"] = faults
+    api = config.api.model_dump() | (PROFILES[args.profile] if args.profile else {})
+    api |= {key: getattr(args, key) for key in API_SWITCHES if getattr(args, key) is not None}
+    updates["api"] = api
     return SandboxConfig.model_validate(config.model_dump() | updates)
 
 

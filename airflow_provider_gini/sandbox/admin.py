@@ -30,7 +30,15 @@ class NewDocuments(BaseModel):
     count: int = Field(default=1, ge=1, le=100_000)
     name: str | None = Field(default=None, description="Name of the document(s); default generated")
     creationDate: int | None = Field(default=None, description="Epoch ms of the first; default now")
-    spacingMs: int = Field(default=1000, ge=1, description="Between consecutive documents' creation dates")
+    spacingMs: int = Field(
+        default=1000, ge=0, description="Between consecutive documents' creation dates (0: all share one)"
+    )
+    pendingProgress: str = Field(
+        default="PENDING",
+        min_length=1,
+        max_length=40,
+        description="The progress shown until ready, e.g. QUEUED (a value Gini does not document)",
+    )
     outcome: Literal["COMPLETED", "ERROR"] = "COMPLETED"
     readyIn: float = Field(default=0.0, ge=0, description="Seconds the documents stay PENDING")
     doctype: Literal["Invoice", "RemittanceSlip"] | None = None
@@ -41,6 +49,7 @@ class DocumentChange(BaseModel):
     outcome: Literal["COMPLETED", "ERROR"] | None = None
     readyIn: float | None = Field(default=None, ge=0)
     name: str | None = None
+    pendingProgress: str | None = Field(default=None, min_length=1, max_length=40)
 
 
 class SettingsChange(BaseModel):
@@ -168,9 +177,12 @@ async def all_documents(
     user_id = _user_id(state, owner)
     base, now = base_url(request), state.clock.now()
     index = state.indexes[user_id]
-    docs = [state.documents[i] for i in index.newest_first(0, len(index), created_before)]
+    docs = [state.documents[i] for i in index.newest_first()]
     return [
-        document_json(d, base, now) for d in docs if created_after is None or d.created_ms >= created_after
+        document_json(d, base, now, state.config.api.page_images)
+        for d in docs
+        if (created_after is None or d.created_ms >= created_after)
+        and (created_before is None or d.created_ms < created_before)
     ]
 
 
@@ -180,7 +192,7 @@ async def one_document(request: Request, document_id: str) -> dict[str, Any]:
     doc = state.documents.get(document_id)
     if doc is None:
         raise ApiError(404, f"Document {document_id} not found")
-    body = document_json(doc, base_url(request), state.clock.now())
+    body = document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
     return body | {
         "feedback": doc.feedback,
         "metadata": doc.metadata,
@@ -212,6 +224,7 @@ async def insert_documents(request: Request, body: NewDocuments) -> Response:
                 paper=paper,
                 page_count=1,
                 doctype=paper.doctype,
+                pending_progress=body.pendingProgress,
             )
         )
         if body.prerender:
@@ -232,7 +245,9 @@ async def change_document(request: Request, document_id: str, change: DocumentCh
         doc.ready_at = state.clock.now() + change.readyIn
     if change.name is not None:
         doc.name = change.name
-    return document_json(doc, base_url(request), state.clock.now())
+    if change.pendingProgress is not None:
+        doc.pending_progress = change.pendingProgress
+    return document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
 
 
 @router.delete("/documents/{document_id}", status_code=204)

@@ -14,6 +14,8 @@ from pydantic import BaseModel, Field
 from airflow_provider_gini.sandbox.faults import FaultRule
 
 Grant = Literal["password", "refresh_token", "client_credentials"]
+FeedbackMethod = Literal["POST", "PUT"]
+FEEDBACK_METHODS: tuple[FeedbackMethod, ...] = ("POST", "PUT")
 GRANTS: tuple[Grant, ...] = ("password", "refresh_token", "client_credentials")
 
 
@@ -51,11 +53,80 @@ class RuntimeSettings(BaseModel):
     )
 
 
+class ApiProfile(BaseModel):
+    """How the sandbox answers where Gini's own sources disagree or are silent. Each field names
+    its sources; docs/gini-compat.md has the table. ``profile(name, **switches)`` builds one."""
+
+    listing: Literal["pay-api", "legacy"] = Field(
+        default="pay-api",
+        description="pay-api: ?limit=&next=<creation date>, answering {documents} only (the Pay API "
+        "docs); legacy: ?limit=&offset=, answering {totalCount, documents} (the SDKs, gini-sdk-ios)",
+    )
+    order: Literal["ascending", "descending"] = Field(
+        default="ascending",
+        description="Undocumented; both recorded lists (gini-sdk-ios documents.json, search.json) are "
+        "ascending",
+    )
+    cursor: Literal["inclusive", "exclusive"] = Field(
+        default="inclusive",
+        description="pay-api: whether next=<ms> lists documents created at <ms> too. Undocumented; the "
+        "docs call it 'the next creation date of the next paginated documents'",
+    )
+    total_count: bool = Field(
+        default=False,
+        description="pay-api: add totalCount (gini-mobile-ios DocumentList decodes an optional one)",
+    )
+    offset_param: Literal["offset", "next"] = Field(
+        default="offset", description="legacy: the parameter that carries the offset (gini-api-ruby: next)"
+    )
+    max_limit: int = Field(
+        default=250, ge=1, description="A larger limit is a 400 (gini-api-ruby: 'between 1 and 250')"
+    )
+    page_cap: int | None = Field(
+        default=None,
+        ge=1,
+        description="Switch, no source: silently answer at most this many documents a page",
+    )
+    page_images: Literal["named", "sizes"] = Field(
+        default="named",
+        description="named: large/medium (Pay API docs, Android core DocumentPageResponse); sizes: "
+        "750x900/1280x1810 (SDK fixtures). The image routes serve every key either way",
+    )
+    error_body: Literal["message", "items"] = Field(
+        default="message",
+        description="message: {message, requestId} (gini-api-ruby); items: API v5 {items[{code, "
+        "message, object}], requestId} (gini-mobile-android ErrorResponse.kt, iOS fixtures)",
+    )
+    pending_status: Literal[404, 409] = Field(
+        default=404,
+        description="Extractions, layout, pages and processed file of an unfinished document. The "
+        "docs list only 404; 409 is a switch with no source",
+    )
+    feedback_methods: list[FeedbackMethod] = Field(
+        default_factory=lambda: list(FEEDBACK_METHODS),
+        description="POST (every SDK since 2021-08) and PUT (the Pay API docs); the other answers 405",
+    )
+
+
+PROFILES: dict[str, dict[str, object]] = {
+    "pay-api": {"listing": "pay-api", "page_images": "named"},
+    "legacy": {"listing": "legacy", "page_images": "sizes"},
+}
+
+
+def profile(name: str = "pay-api", **switches: object) -> ApiProfile:
+    """A named profile (``pay-api``, the default, or ``legacy``) with switches changed."""
+    if name not in PROFILES:
+        raise ValueError(f"unknown sandbox profile {name!r}; profiles: {', '.join(PROFILES)}")
+    return ApiProfile.model_validate({**PROFILES[name], **switches})
+
+
 class SandboxConfig(BaseModel):
     clients: list[ClientSpec] = Field(default_factory=lambda: [DEMO_CLIENT, PLAIN_CLIENT])
     users: list[UserSpec] = Field(default_factory=lambda: [DEMO_USER, OTHER_USER])
     settings: RuntimeSettings = Field(default_factory=RuntimeSettings)
     api_versions: list[int] = Field(default_factory=lambda: [1])
+    api: ApiProfile = Field(default_factory=ApiProfile)
     seed: bool = True
     seed_start: date = date(2026, 1, 5)
     seed_days: int = Field(default=5, ge=0, le=366)

@@ -17,8 +17,10 @@ from airflow_provider_gini.sandbox.state import Document, SandboxState, User
 from airflow_provider_gini.sandbox.uploads import Upload, build_document
 
 router = APIRouter(tags=["documents"])
-PAGE_SIZES = {"750x900": (750, 900), "1280x1810": (1280, 1810)}
-MAX_LIMIT = 250
+# Page image keys, by the profile's page_images switch: the Pay API docs' names, or the sizes of
+# the SDK fixtures. The image route serves every key whichever the documents advertise.
+PAGE_IMAGES = {"named": ("large", "medium"), "sizes": ("750x900", "1280x1810")}
+PAGE_SIZES = {"750x900": (750, 900), "1280x1810": (1280, 1810), "medium": (750, 900), "large": (1280, 1810)}
 # Declared for the OpenAPI spec: the handlers read the raw body themselves.
 FEEDBACK_BODY = {
     "requestBody": {
@@ -64,7 +66,7 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def document_json(doc: Document, base: str, now: float) -> dict[str, Any]:
+def document_json(doc: Document, base: str, now: float, images: str = "named") -> dict[str, Any]:
     url = f"{base}/documents/{doc.id}"
     body: dict[str, Any] = {
         "id": doc.id,
@@ -75,7 +77,7 @@ def document_json(doc: Document, base: str, now: float) -> dict[str, Any]:
         "sourceClassification": doc.source_classification,
         "pageCount": doc.page_count,
         "pages": [
-            {"images": {size: f"{url}/pages/{n}/{size}" for size in PAGE_SIZES}, "pageNumber": n}
+            {"images": {size: f"{url}/pages/{n}/{size}" for size in PAGE_IMAGES[images]}, "pageNumber": n}
             for n in range(1, doc.page_count + 1)
         ],
         "_links": {
@@ -109,11 +111,14 @@ def _owned(state: SandboxState, user: User, document_id: str) -> Document:
 
 
 def _processed(state: SandboxState, doc: Document, what: str) -> None:
+    """Gini documents only 404 ("Requested entity couldn't be found") for these resources; what a
+    document still being processed answers is the profile's pending_status switch."""
     progress = doc.progress(state.clock.now())
-    if progress == "PENDING":
-        raise ApiError(409, f"The {what} is not available yet: the document is still PENDING")
+    status = state.config.api.pending_status
+    if progress not in ("COMPLETED", "ERROR"):
+        raise ApiError(status, f"The {what} of document {doc.id} is not available yet: it is {progress}")
     if progress == "ERROR" and what != "extractions":
-        raise ApiError(409, f"The {what} is not available: processing the document failed (ERROR)")
+        raise ApiError(status, f"The {what} of document {doc.id} is not available: its processing failed")
 
 
 def _json(request: Request, body: Any, status: int = 200) -> Response:
@@ -153,26 +158,32 @@ async def upload(
     return Response(status_code=201, headers={"Location": f"{base_url(request)}/documents/{doc.id}"})
 
 
-@router.get("/documents", summary="List documents, newest first")
+@router.get("/documents", summary="List documents (paging as the profile says: docs/sandbox.md)")
 async def list_documents(
     request: Request,
-    limit: int = Query(20, ge=1, le=MAX_LIMIT),
+    limit: int = Query(20, ge=1),
     offset: int = Query(0, ge=0),
-    next_: int | None = Query(
-        None, alias="next", ge=0, description="creation-date cursor from a previous page"
-    ),
+    next_: int = Query(0, alias="next", ge=0, description="pay-api: a creation date (epoch ms)"),
 ) -> Response:
     user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
-    index = state.indexes[user.id]
-    ids = index.newest_first(offset, limit + 1, next_ or None)
-    more, ids = len(ids) > limit, ids[:limit]
+    api = state.config.api
+    if limit > api.max_limit:
+        raise ApiError(400, f"Validation of the request failed: limit must be between 1 and {api.max_limit}")
+    limit = min(limit, api.page_cap or limit)
+    index, ascending = state.indexes[user.id], api.order == "ascending"
+    if api.listing == "legacy":
+        position = next_ if api.offset_param == "next" else offset
+        ids = index.by_offset(ascending, position, limit)
+    else:
+        ids = index.by_cursor(ascending, next_ or None, api.cursor == "inclusive", limit)
     base, now = base_url(request), state.clock.now()
-    docs = [document_json(state.documents[i], base, now) for i in ids]
-    body: dict[str, Any] = {"totalCount": len(index), "documents": docs}
-    if more and docs:
-        body["next"] = docs[-1]["creationDate"]
+    body: dict[str, Any] = {
+        "documents": [document_json(state.documents[i], base, now, api.page_images) for i in ids]
+    }
+    if api.listing == "legacy" or api.total_count:
+        body = {"totalCount": len(index), **body}
     return JSONResponse(body, media_type=media)
 
 
@@ -182,7 +193,8 @@ async def get_document(request: Request, document_id: str) -> Response:
     state = sandbox(request)
     media = json_media_type(request)
     doc = _owned(state, user, document_id)
-    return JSONResponse(document_json(doc, base_url(request), state.clock.now()), media_type=media)
+    body = document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
+    return JSONResponse(body, media_type=media)
 
 
 @router.delete("/documents/{document_id}", status_code=204, summary="Delete a document")
@@ -222,7 +234,8 @@ async def get_pages(request: Request, document_id: str) -> Response:
     json_media_type(request)
     doc = _owned(state, user, document_id)
     _processed(state, doc, "pages")
-    return _json(request, document_json(doc, base_url(request), state.clock.now())["pages"])
+    body = document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
+    return _json(request, body["pages"])
 
 
 @router.get("/documents/{document_id}/pages/{page}/{size}", summary="A page image (PNG)")
@@ -250,13 +263,18 @@ async def get_processed(request: Request, document_id: str) -> Response:
 @router.put(FEEDBACK_PATH, status_code=204, operation_id="feedback_put", openapi_extra=FEEDBACK_BODY)
 @router.post(FEEDBACK_PATH, status_code=204, operation_id="feedback_post", openapi_extra=FEEDBACK_BODY)
 async def feedback(request: Request, document_id: str) -> Response:
+    """The Pay API docs: PUT, 204, 404, 406 for request headers not set correctly, 422 for a value
+    that fails its label's validation. Gini's SDKs POST since 2021-08."""
     user = authenticate(request)
     state = sandbox(request)
+    allowed = state.config.api.feedback_methods
+    if request.method not in allowed:
+        raise ApiError(405, f"Feedback takes {' or '.join(allowed)}", {"Allow": ", ".join(allowed)})
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if not (
         content_type == "application/json" or re.match(r"^application/vnd\.gini\.v\d+\+json$", content_type)
     ):
-        raise ApiError(415, "Feedback must be sent as application/vnd.gini.v1+json")
+        raise ApiError(406, "The request headers were not set correctly: send application/vnd.gini.v1+json")
     doc = _owned(state, user, document_id)
     _processed(state, doc, "extractions")
     try:

@@ -1,7 +1,8 @@
 """Error bodies as Gini sends them.
 
-The document API answers ``{"message", "requestId"}``; the user center answers
-RFC 6749 section 5.2 bodies ``{"error", "error_description"}``.
+The document API answers ``{"message", "requestId"}``, or with the profile switch
+``error_body="items"`` API v5's ``{"items": [{"code", "message"}], "requestId"}``; the user
+center answers RFC 6749 section 5.2 bodies ``{"error", "error_description"}``.
 """
 
 from __future__ import annotations
@@ -50,11 +51,29 @@ def request_id(request: Request) -> str:
     return str(request.scope.get("state", {}).get("request_id", ""))
 
 
+# API v5 error codes by status, as Gini's SDKs name them (gini-mobile-ios GiniError+Helpers.swift,
+# notFoundError.json, gini-mobile-android's Health example app). Other statuses have no known
+# code; the sandbox sends the status itself there.
+V5_CODES = {400: "2002", 403: "2013", 404: "2501", 422: "2002", 429: "2400", 503: "2800", 504: "3300"}
+
+
+def error_body(shape: str, status: int, message: str, request_id: str) -> dict[str, Any]:
+    """The document API's error body in the profile's shape: ``message`` ({message, requestId})
+    or ``items`` (API v5: {items[{code, message}], requestId}, no top-level message)."""
+    if shape == "items":
+        return {
+            "items": [{"code": V5_CODES.get(status, str(status)), "message": message}],
+            "requestId": request_id,
+        }
+    return {"message": message, "requestId": request_id}
+
+
 def api_error_response(
     request: Request, status: int, message: str, headers: dict[str, str] | None = None
 ) -> Response:
+    shape = request.app.state.sandbox.config.api.error_body
     return JSONResponse(
-        {"message": message, "requestId": request_id(request)}, status_code=status, headers=headers
+        error_body(shape, status, message, request_id(request)), status_code=status, headers=headers
     )
 
 

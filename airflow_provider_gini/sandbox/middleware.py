@@ -19,6 +19,7 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from airflow_provider_gini.sandbox.errors import error_body
 from airflow_provider_gini.sandbox.faults import FaultDecision, FaultRule
 from airflow_provider_gini.sandbox.state import SandboxState
 
@@ -108,9 +109,9 @@ class SandboxMiddleware:
                 headers.append((b"retry-after", value.encode()))
             if status == 401:
                 headers.append((b"www-authenticate", b'Bearer realm="Gini API", error="invalid_token"'))
-            body = json.dumps(
-                {"message": f"Injected fault: HTTP {status}", "requestId": scope["state"]["request_id"]}
-            ).encode()
+            shape = state.config.api.error_body
+            message = f"Injected fault: HTTP {status}"
+            body = json.dumps(error_body(shape, status, message, scope["state"]["request_id"])).encode()
             await _respond(send, status, body, b"application/json", headers)
         elif kind == "html":
             await _respond(send, status, HTML_PAGE % (status, status), b"text/html; charset=utf-8", [])

@@ -92,8 +92,10 @@ async def list_requests(
     user = authenticate(request)
     state = sandbox(request)
     media = json_media_type(request)
+    # A bare array, as every SDK decodes it (gini-mobile-android DocumentService.kt
+    # List<PaymentRequestResponse>, payment-requests.json; gini-mobile-ios PaymentRequests).
     mine = [_render(request, pr) for pr in state.payment_requests.values() if pr.owner == user.id]
-    return JSONResponse({"totalCount": len(mine), "paymentRequests": mine}, media_type=media)
+    return JSONResponse(mine, media_type=media)
 
 
 @router.get("/paymentRequests/{request_id}", summary="Get a payment request")

@@ -15,15 +15,24 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    from airflow_provider_gini.sandbox.config import ApiProfile
     from airflow_provider_gini.sandbox.server import RunningSandbox
 
 
 @pytest.fixture
-def gini_sandbox() -> Iterator[RunningSandbox]:
+def gini_sandbox_profile() -> ApiProfile | str:
+    """The API profile ``gini_sandbox`` serves: ``"pay-api"`` unless the test parametrizes this
+    fixture, e.g. ``@pytest.mark.parametrize("gini_sandbox_profile", ["pay-api", "legacy"])`` or
+    with ``profile("legacy", order="descending")`` values."""
+    return "pay-api"
+
+
+@pytest.fixture
+def gini_sandbox(gini_sandbox_profile: ApiProfile | str) -> Iterator[RunningSandbox]:
     """A fresh, seeded sandbox for one test, on a free loopback port."""
     from airflow_provider_gini.sandbox.server import run_sandbox
 
-    with run_sandbox() as sandbox:
+    with run_sandbox(api=gini_sandbox_profile) as sandbox:
         yield sandbox
 
 

@@ -133,9 +133,14 @@ def layout(paper: Paper, page_count: int) -> dict[str, Any]:
             }
         )
     height = round(len(paper.lines) * STEP, 1)
-    zone = {"paragraphs": [{"l": LEFT, "t": TOP, "w": PAGE_W - 2 * LEFT, "h": height, "lines": lines}]}
-    pages = [{"number": 1, "sizeX": PAGE_W, "sizeY": PAGE_H, "textZones": [zone]}]
+    box = {"l": LEFT, "t": TOP, "w": PAGE_W - 2 * LEFT, "h": height}
+    zone = {"paragraphs": [{**box, "lines": lines}]}
+    # Every page has regions (gini-mobile-android requires the key; its layout.json fixture marks
+    # a remittance slip's area as {l, t, w, h, type: "RemittanceSlip"}).
+    regions = [{**box, "type": "RemittanceSlip"}] if paper.doctype == "RemittanceSlip" else []
+    pages = [{"number": 1, "sizeX": PAGE_W, "sizeY": PAGE_H, "textZones": [zone], "regions": regions}]
     pages += [
-        {"number": n, "sizeX": PAGE_W, "sizeY": PAGE_H, "textZones": []} for n in range(2, page_count + 1)
+        {"number": n, "sizeX": PAGE_W, "sizeY": PAGE_H, "textZones": [], "regions": []}
+        for n in range(2, page_count + 1)
     ]
     return {"pages": pages}

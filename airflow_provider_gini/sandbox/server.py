@@ -15,7 +15,15 @@ import httpx
 import uvicorn
 
 from airflow_provider_gini.sandbox.app import create_app
-from airflow_provider_gini.sandbox.config import DEMO_CLIENT, DEMO_USER, ClientSpec, SandboxConfig, UserSpec
+from airflow_provider_gini.sandbox.config import (
+    DEMO_CLIENT,
+    DEMO_USER,
+    ApiProfile,
+    ClientSpec,
+    SandboxConfig,
+    UserSpec,
+    profile,
+)
 from airflow_provider_gini.sandbox.state import SandboxState
 
 
@@ -168,9 +176,17 @@ class RunningSandbox:
 
 @contextmanager
 def run_sandbox(
-    config: SandboxConfig | None = None, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning"
+    config: SandboxConfig | None = None,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    api: ApiProfile | str | None = None,
 ) -> Iterator[RunningSandbox]:
-    """Serve a sandbox on a free port (by default) for the duration of the block."""
+    """Serve a sandbox on a free port (by default) for the duration of the block. ``api`` is an
+    API profile, or a profile's name (``"pay-api"``, ``"legacy"``), replacing the config's."""
+    if api is not None:
+        chosen = profile(api) if isinstance(api, str) else api
+        config = (config or SandboxConfig()).model_copy(update={"api": chosen})
     sock = _bind(host, port)
     app = create_app(config)
     server = _uvicorn_server(app, log_level)

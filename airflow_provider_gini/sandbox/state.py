@@ -76,9 +76,12 @@ class Document:
     composites: list[str] = field(default_factory=list)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    # What an unfinished document's progress reads: PENDING, or (admin switch) a value Gini does
+    # not document, such as the "QUEUED" of gini-sdk-android's unknown-processing-state fixture.
+    pending_progress: str = "PENDING"
 
-    def progress(self, now: float) -> Progress:
-        return "PENDING" if now < self.ready_at else self.outcome
+    def progress(self, now: float) -> str:
+        return self.pending_progress if now < self.ready_at else self.outcome
 
     @property
     def sort_key(self) -> tuple[int, str]:
@@ -96,40 +99,51 @@ class PaymentRequest:
 
 
 class DocumentIndex:
-    """One user's documents, kept sorted by (creationDate, id).
-
-    Creation dates are unique per user: a document that would share a
-    millisecond with another is moved one millisecond later. That makes the
-    ``next`` creation-date cursor exact.
-    """
+    """One user's documents, sorted by (creationDate, id). Creation dates may repeat: nothing in
+    Gini's sources says they are unique, so two uploads in one millisecond share one, and the
+    id orders them."""
 
     def __init__(self) -> None:
         self._keys: list[tuple[int, str]] = []
-        self._created: set[int] = set()
-
-    def unique_ms(self, created_ms: int) -> int:
-        while created_ms in self._created:
-            created_ms += 1
-        return created_ms
 
     def add(self, doc: Document) -> None:
-        self._created.add(doc.created_ms)
         bisect.insort(self._keys, doc.sort_key)
 
     def remove(self, doc: Document) -> None:
         i = bisect.bisect_left(self._keys, doc.sort_key)
         if i < len(self._keys) and self._keys[i] == doc.sort_key:
             del self._keys[i]
-            self._created.discard(doc.created_ms)
 
     def __len__(self) -> int:
         return len(self._keys)
 
-    def newest_first(self, offset: int, limit: int, before_ms: int | None) -> list[str]:
-        end = len(self._keys) if before_ms is None else bisect.bisect_left(self._keys, (before_ms, ""))
-        end -= offset
-        start = max(0, end - limit)
-        return [key[1] for key in reversed(self._keys[start : max(end, 0)])]
+    def by_offset(self, ascending: bool, offset: int, limit: int) -> list[str]:
+        """Positions ``offset`` to ``offset + limit`` of the list in the given order."""
+        if ascending:
+            return [key[1] for key in self._keys[offset : offset + limit]]
+        end = len(self._keys) - offset
+        return [key[1] for key in reversed(self._keys[max(0, end - limit) : max(end, 0)])]
+
+    def by_cursor(self, ascending: bool, cursor: int | None, inclusive: bool, limit: int) -> list[str]:
+        """The first ``limit`` documents from the creation date ``cursor`` on, in the given order
+        (created at or after it ascending, at or before it descending; ``inclusive`` decides
+        whether its own millisecond counts). No cursor: from the list's start."""
+        if ascending:
+            start = (
+                0
+                if cursor is None
+                else bisect.bisect_left(self._keys, (cursor + (0 if inclusive else 1), ""))
+            )
+            return [key[1] for key in self._keys[start : start + limit]]
+        end = (
+            len(self._keys)
+            if cursor is None
+            else bisect.bisect_left(self._keys, (cursor + (1 if inclusive else 0), ""))
+        )
+        return [key[1] for key in reversed(self._keys[max(0, end - limit) : end])]
+
+    def newest_first(self) -> list[str]:
+        return [key[1] for key in reversed(self._keys)]
 
 
 class SandboxState:
@@ -204,10 +218,8 @@ class SandboxState:
     # documents
 
     def add_document(self, doc: Document) -> Document:
-        index = self.indexes[doc.owner]
-        doc.created_ms = index.unique_ms(doc.created_ms)
         self.documents[doc.id] = doc
-        index.add(doc)
+        self.indexes[doc.owner].add(doc)
         return doc
 
     def remove_document(self, doc: Document) -> None:

@@ -10,7 +10,14 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from airflow_provider_gini.sandbox import DEMO_CLIENT, DEMO_USER, OTHER_USER, RunningSandbox, UserSpec
+from airflow_provider_gini.sandbox import (
+    DEMO_CLIENT,
+    DEMO_USER,
+    OTHER_USER,
+    RunningSandbox,
+    UserSpec,
+    profile,
+)
 from airflow_provider_gini.sandbox.invoices import iban_de
 
 V1 = "application/vnd.gini.v1+json"
@@ -230,17 +237,76 @@ def test_composite_of_someone_elses_partial_is_400(gini_sandbox: RunningSandbox,
     assert response.status_code == 400
 
 
-def test_listing_is_newest_first_with_offset_and_total(
+def ids(page: dict[str, object]) -> list[str]:
+    return [d["id"] for d in page["documents"]]  # type: ignore[attr-defined,index]
+
+
+def oldest_first(gini_sandbox: RunningSandbox) -> list[str]:
+    return [d["id"] for d in reversed(gini_sandbox.documents())]
+
+
+@pytest.mark.parametrize("gini_sandbox_profile", ["pay-api"])
+def test_pay_api_profile_pages_by_creation_date_and_answers_documents_only(
     api: httpx.Client, gini_sandbox: RunningSandbox
 ) -> None:
-    everything = gini_sandbox.documents()
+    """The Pay API docs: ?limit=&next=<creation date>, a body of only 'documents'; the order
+    (undocumented) ascending, as in every recorded list; the cursor includes its millisecond."""
+    everything = oldest_first(gini_sandbox)
     first = api.get("/documents", params={"limit": 5}).json()
-    second = api.get("/documents", params={"limit": 5, "offset": 5}).json()
+    assert set(first) == {"documents"}
+    assert ids(first) == everything[:5]
+    last = first["documents"][-1]["creationDate"]
+    second = api.get("/documents", params={"limit": 5, "next": last}).json()
+    assert ids(second) == everything[4:9]  # from the cursor's own millisecond on
+    assert ids(api.get("/documents", params={"limit": 5, "offset": 5}).json()) == everything[:5]  # ignored
+
+
+@pytest.mark.parametrize(
+    ("gini_sandbox_profile", "order", "inclusive"),
+    [
+        (profile("pay-api", order="descending"), "descending", True),
+        (profile("pay-api", cursor="exclusive"), "ascending", False),
+        (profile("pay-api", order="descending", cursor="exclusive"), "descending", False),
+    ],
+)
+def test_pay_api_order_and_cursor_switches(
+    api: httpx.Client, gini_sandbox: RunningSandbox, order: str, inclusive: bool
+) -> None:
+    everything = oldest_first(gini_sandbox)
+    everything = everything if order == "ascending" else everything[::-1]
+    first = api.get("/documents", params={"limit": 5}).json()
+    assert ids(first) == everything[:5]
+    second = api.get("/documents", params={"limit": 5, "next": first["documents"][-1]["creationDate"]}).json()
+    assert ids(second) == (everything[4:9] if inclusive else everything[5:10])
+
+
+@pytest.mark.parametrize(
+    "gini_sandbox_profile", ["legacy", profile("legacy", order="descending"), profile("legacy", offset_param="next")]
+)
+def test_legacy_profile_pages_by_offset_with_a_total(
+    api: httpx.Client, gini_sandbox: RunningSandbox, gini_sandbox_profile: object
+) -> None:
+    """gini-sdk-ios documents.json: {totalCount, documents}, paged with ?limit=&offset= (gini-api-ruby
+    sends the offset as next)."""
+    api_profile = gini_sandbox.state.config.api
+    everything = oldest_first(gini_sandbox)
+    everything = everything if api_profile.order == "ascending" else everything[::-1]
+    param = api_profile.offset_param
+    first = api.get("/documents", params={"limit": 5}).json()
+    second = api.get("/documents", params={"limit": 5, param: 5}).json()
+    assert list(first) == ["totalCount", "documents"]
     assert first["totalCount"] == second["totalCount"] == len(everything)
-    dates = [d["creationDate"] for d in first["documents"] + second["documents"]]
-    assert dates == sorted(dates, reverse=True)
-    assert [d["id"] for d in first["documents"] + second["documents"]] == [d["id"] for d in everything[:10]]
-    assert api.get("/documents", params={"limit": 5, "offset": 10_000}).json()["documents"] == []
+    assert ids(first) + ids(second) == everything[:10]
+    assert api.get("/documents", params={"limit": 5, param: 10_000}).json()["documents"] == []
+    other = "next" if param == "offset" else "offset"
+    assert ids(api.get("/documents", params={"limit": 5, other: 5}).json()) == everything[:5]  # ignored
+
+
+@pytest.mark.parametrize("gini_sandbox_profile", [profile("pay-api", total_count=True, page_cap=3)])
+def test_total_count_and_page_cap_switches(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    page = api.get("/documents", params={"limit": 10}).json()
+    assert page["totalCount"] == len(gini_sandbox.documents())
+    assert len(page["documents"]) == 3
 
 
 @pytest.mark.parametrize(
@@ -252,27 +318,14 @@ def test_listing_rejects_bad_parameters(api: httpx.Client, params: dict[str, obj
     assert "requestId" in response.json()
 
 
-def test_next_cursor_is_stable_while_documents_are_added(
-    api: httpx.Client, gini_sandbox: RunningSandbox
-) -> None:
-    expected = [d["id"] for d in gini_sandbox.documents()]
-    seen: list[str] = []
-    page = api.get("/documents", params={"limit": 7}).json()
-    while True:
-        seen += [d["id"] for d in page["documents"]]
-        # New documents arrive between pages: they are newer, so the cursor never shows them twice or shifts.
-        gini_sandbox.insert_documents(count=2)
-        if "next" not in page:
-            break
-        page = api.get("/documents", params={"limit": 7, "next": page["next"]}).json()
-    assert seen == expected
-
-
-def test_creation_dates_are_unique_per_user(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
-    gini_sandbox.insert_documents(count=3, creationDate=1767600000000, spacingMs=1)
-    gini_sandbox.insert_documents(count=3, creationDate=1767600000000, spacingMs=1)
-    dates = [d["creationDate"] for d in gini_sandbox.documents()]
-    assert len(dates) == len(set(dates))
+def test_creation_dates_may_repeat(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    """Nothing in Gini's sources says creation dates are unique: documents of one millisecond
+    keep it, in id order, and an inclusive cursor at that millisecond lists all of them."""
+    first = gini_sandbox.insert_documents(count=3, creationDate=1767600000000, spacingMs=0)
+    second = gini_sandbox.insert_documents(count=3, creationDate=1767600000000, spacingMs=0)
+    listed = api.get("/documents", params={"limit": 10, "next": 1767600000000}).json()["documents"]
+    assert [d["creationDate"] for d in listed[:6]] == [1767600000000] * 6
+    assert [d["id"] for d in listed[:6]] == sorted(first + second)
 
 
 def test_processing_goes_pending_then_completed(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
@@ -281,7 +334,7 @@ def test_processing_goes_pending_then_completed(api: httpx.Client, gini_sandbox:
     assert api.get(location).json()["progress"] == "PENDING"
     for resource in ("extractions", "layout", "pages", "processed"):
         response = api.get(f"{location}/{resource}", headers={"Accept": "*/*"})
-        assert response.status_code == 409, resource
+        assert response.status_code == 404, resource  # the only status Gini documents there
         assert "PENDING" in response.json()["message"]
     gini_sandbox.advance_clock(31)
     assert api.get(location).json()["progress"] == "COMPLETED"
@@ -292,7 +345,7 @@ def test_marked_document_ends_in_error(api: httpx.Client, gini_sandbox: RunningS
     location = upload(api, filename="broken-gini-error.pdf").headers["Location"]
     assert api.get(location).json()["progress"] == "ERROR"
     assert api.get(f"{location}/extractions").json()["extractions"] == {}
-    assert api.get(f"{location}/layout").status_code == 409
+    assert api.get(f"{location}/layout").status_code == 404
 
 
 def test_extractions_shape(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
@@ -336,15 +389,57 @@ def test_layout_pages_and_page_images(api: httpx.Client) -> None:
         for w in line["wds"]
     ]
     assert "IBAN:" in words
+    # Every page has regions, as gini-mobile-android's layout model requires.
+    assert all(set(r) == {"l", "t", "w", "h", "type"} for r in layout["pages"][0]["regions"])
     pages = api.get(f"{location}/pages").json()
     assert pages[0]["pageNumber"] == 1
-    image_url = pages[0]["images"]["750x900"]
+    assert set(pages[0]["images"]) == {"large", "medium"}  # the Pay API docs' keys
+    for size in ("750x900", "1280x1810", "large"):  # every documented key is served
+        assert api.get(f"{location}/pages/1/{size}", headers={"Accept": "image/png"}).status_code == 200
+    image_url = pages[0]["images"]["medium"]
     image = api.get(image_url, headers={"Accept": "image/*"})
     assert image.headers["Content-Type"] == "image/png"
     assert image.content.startswith(b"\x89PNG")
     assert api.get(image_url, headers={"Accept": V1}).status_code == 406
     assert api.get(f"{location}/pages/2/750x900", headers={"Accept": "image/png"}).status_code == 404
     assert api.get(f"{location}/pages/1/10x10", headers={"Accept": "image/png"}).status_code == 404
+
+
+@pytest.mark.parametrize("gini_sandbox_profile", ["legacy"])
+def test_legacy_profile_page_images_are_sizes(api: httpx.Client) -> None:
+    location = upload(api).headers["Location"]
+    assert set(api.get(location).json()["pages"][0]["images"]) == {"750x900", "1280x1810"}
+
+
+@pytest.mark.parametrize(
+    "gini_sandbox_profile", [profile(pending_status=409, error_body="items", feedback_methods=["PUT"])]
+)
+def test_switches_for_unfinished_documents_error_bodies_and_feedback(
+    api: httpx.Client, gini_sandbox: RunningSandbox
+) -> None:
+    gini_sandbox.settings(processing_delay=30)
+    location = upload(api).headers["Location"]
+    pending = api.get(f"{location}/extractions")
+    assert pending.status_code == 409
+    body = pending.json()
+    assert set(body) == {"items", "requestId"}  # API v5: no top-level message
+    assert body["items"][0]["code"] and "PENDING" in body["items"][0]["message"]
+    assert api.get(f"/documents/{uuid.uuid4()}").json()["items"][0]["code"] == "2501"
+    gini_sandbox.advance_clock(31)
+    good = {"extractions": {"amountToPay": {"value": "1.00:EUR"}}}
+    refused = api.post(f"{location}/extractions/feedback", json=good, headers={"Content-Type": V1})
+    assert refused.status_code == 405
+    assert refused.headers["Allow"] == "PUT"
+    assert api.put(f"{location}/extractions/feedback", json=good, headers={"Content-Type": V1}).status_code == 204
+
+
+def test_unfinished_progress_can_be_a_value_gini_does_not_document(
+    api: httpx.Client, gini_sandbox: RunningSandbox
+) -> None:
+    (queued,) = gini_sandbox.insert_documents(readyIn=30, pendingProgress="QUEUED")
+    assert api.get(f"/documents/{queued}").json()["progress"] == "QUEUED"
+    gini_sandbox.advance_clock(31)
+    assert api.get(f"/documents/{queued}").json()["progress"] == "COMPLETED"
 
 
 def test_processed_honours_accept(api: httpx.Client) -> None:
@@ -404,7 +499,7 @@ def test_feedback_errors(api: httpx.Client) -> None:
     wrong_type = api.put(
         f"/documents/{document}/extractions/feedback", content=b"x", headers={"Content-Type": "text/plain"}
     )
-    assert wrong_type.status_code == 415
+    assert wrong_type.status_code == 406  # the Pay API docs: request headers not set correctly
     legacy = api.put(f"/documents/{document}/extractions/feedback", json={"feedback": good["extractions"]})
     assert legacy.status_code == 204
 
