@@ -12,14 +12,16 @@ import pytest
 
 from airflow_provider_gini.client import (
     GiniConfigError,
+    GiniConflict,
     GiniNotFound,
     GiniProcessingError,
     GiniProcessingTimeout,
     GiniRejected,
 )
 from airflow_provider_gini.hooks.gini import GiniHook
-from airflow_provider_gini.sandbox import RunningSandbox
+from airflow_provider_gini.sandbox import RunningSandbox, profile
 from airflow_provider_gini.sandbox.invoices import iban_de
+from tests.profiles import every_profile, in_listing_order
 
 MakeHook = Callable[..., GiniHook]
 SAMPLE = Path(__file__).parents[2] / "example_dags" / "sample_documents" / "rechnung-sample-1.pdf"
@@ -29,51 +31,103 @@ def ms(year: int, month: int, day: int) -> int:
     return int(datetime(year, month, day, tzinfo=timezone.utc).timestamp() * 1000)
 
 
-def test_list_documents_is_one_page(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
-    page = make_hook().list_documents(limit=5, offset=2)
-    truth = gini_connection.documents()
-    assert [d["id"] for d in page["documents"]] == [d["id"] for d in truth[2:7]]
-    assert page["totalCount"] == len(truth)
+@every_profile
+def test_list_documents_is_one_page_as_gini_sent_it(
+    gini_connection: RunningSandbox, make_hook: MakeHook
+) -> None:
+    page = make_hook().list_documents(limit=5)
+    truth = [d["id"] for d in gini_connection.documents()]
+    assert [d["id"] for d in page["documents"]] == in_listing_order(gini_connection.state.config.api, truth)[
+        :5
+    ]
+    legacy = gini_connection.state.config.api.listing == "legacy"
+    assert ("totalCount" in page) is legacy
 
 
-def test_iter_documents_window(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
+@every_profile
+def test_iter_documents_window_exactly_once(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
     hook = make_hook()
     start, end = datetime(2026, 1, 6, tzinfo=timezone.utc), datetime(2026, 1, 8, tzinfo=timezone.utc)
-    got = [d["id"] for d in hook.iter_documents(start, end, page_size=3)]
+    listing = hook.document_listing(start, end, page_size=3)
+    got = [d["id"] for d in listing]
     truth = [
         d["id"]
         for d in gini_connection.documents(created_after=ms(2026, 1, 6), created_before=ms(2026, 1, 8))
     ]
-    assert got == truth
+    assert got == in_listing_order(gini_connection.state.config.api, truth)
     assert len(got) > 6
-    assert [d["id"] for d in hook.iter_documents(page_size=250)] == [
-        d["id"] for d in gini_connection.documents()
-    ]
+    assert listing.stats.documents == len(got)
+    everything = [d["id"] for d in hook.iter_documents(page_size=4)]
+    assert sorted(everything) == sorted(d["id"] for d in gini_connection.documents())
+    assert len(everything) == len(set(everything))
     assert list(hook.iter_documents(ms(2027, 1, 1), None)) == []
 
 
-def test_iter_documents_stops_paging_at_the_window(
+@every_profile
+def test_a_window_with_nothing_new_costs_at_most_two_requests(
     gini_connection: RunningSandbox, make_hook: MakeHook
 ) -> None:
     hook = make_hook()
     hook.get_access_token()
+    gini_connection.insert_documents(count=150, creationDate=ms(2025, 12, 1), spacingMs=1000)
     gini_connection.reset_counters()
     newest = gini_connection.documents()[0]["creationDate"]
     assert list(hook.iter_documents(created_after=newest + 1, page_size=100)) == []
-    assert gini_connection.counters()["routes"] == {"GET /documents": 1}
+    assert gini_connection.counters()["routes"]["GET /documents"] <= 2
 
 
-def test_iter_documents_sees_each_once_while_documents_arrive(
+@every_profile
+def test_iter_documents_sees_each_once_while_documents_arrive_and_go(
     gini_connection: RunningSandbox, make_hook: MakeHook
 ) -> None:
     hook = make_hook()
+    gini_connection.insert_documents(count=40, creationDate=ms(2025, 12, 1), spacingMs=1000)
     before = [d["id"] for d in gini_connection.documents()]
+    doomed = set(before[5::9])  # deleted as the listing passes them, or before it gets there
     seen = []
-    for doc in hook.iter_documents(page_size=4):
+    for doc in hook.iter_documents(page_size=10):
         seen.append(doc["id"])
-        if len(seen) % 4 == 0:
-            gini_connection.insert_documents(count=3)  # new documents land at the head of the list
-    assert seen == before
+        if len(seen) % 10 == 0:
+            gini_connection.insert_documents(count=2)  # new documents land at the head or the tail
+            for victim in list(doomed)[:1]:
+                gini_connection.delete_document(victim)
+                doomed.discard(victim)
+    assert len(seen) == len(set(seen))
+    kept = set(before) - set(before[5::9])
+    assert kept <= set(seen)
+
+
+@every_profile
+def test_creation_date_ties_at_page_borders(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
+    """Documents sharing a millisecond across the border of pages of 3: none lost, none twice."""
+    for at in (ms(2025, 12, 1), ms(2025, 12, 2)):
+        gini_connection.insert_documents(count=7, creationDate=at, spacingMs=0)
+    truth = [d["id"] for d in gini_connection.documents()]
+    got = [d["id"] for d in make_hook().iter_documents(page_size=3)]
+    assert sorted(got) == sorted(truth)
+    assert len(got) == len(set(got))
+    window = [d["id"] for d in make_hook().iter_documents(ms(2025, 12, 1), ms(2025, 12, 2), page_size=3)]
+    assert len(window) == 7
+
+
+@pytest.mark.parametrize(
+    "gini_sandbox_profile",
+    [
+        pytest.param(profile("pay-api", page_cap=25), id="pages-capped-at-25"),
+        pytest.param(profile("legacy", page_cap=25, order="descending"), id="legacy-capped"),
+        pytest.param(profile("legacy", offset_param="next"), id="legacy-next-as-offset"),
+        pytest.param(profile("pay-api", total_count=True), id="pay-api-with-totalCount"),
+        pytest.param(profile("pay-api", total_count=True, order="descending"), id="pay-api-desc-totalCount"),
+    ],
+)
+def test_iter_documents_on_the_other_readings_of_the_sources(
+    gini_connection: RunningSandbox, make_hook: MakeHook
+) -> None:
+    gini_connection.insert_documents(count=120, creationDate=ms(2025, 12, 1), spacingMs=500)
+    truth = sorted(d["id"] for d in gini_connection.documents())
+    assert sorted(d["id"] for d in make_hook().iter_documents(page_size=50)) == truth
+    window = make_hook().iter_documents(ms(2025, 12, 1), ms(2025, 12, 1) + 30_000, page_size=50)
+    assert len(list(window)) == 60
 
 
 def test_get_document_layout_pages(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
@@ -188,6 +242,86 @@ def test_feedback_and_delete(gini_connection: RunningSandbox, make_hook: MakeHoo
     hook.delete_document(doc_id)
     with pytest.raises(GiniNotFound):
         hook.delete_document(doc_id)
+
+
+def test_feedback_goes_as_post_as_gini_sdks_send_it(
+    gini_connection: RunningSandbox, make_hook: MakeHook
+) -> None:
+    hook = make_hook()
+    doc_id = gini_connection.documents()[0]["id"]
+    hook.get_access_token()
+    gini_connection.reset_counters()
+    hook.send_feedback(doc_id, {"amountToPay": {"value": "12.50:EUR"}})
+    assert gini_connection.counters()["routes"] == {"POST /documents/{document_id}/extractions/feedback": 1}
+
+
+@pytest.mark.parametrize("gini_sandbox_profile", [profile(feedback_methods=["PUT"])])
+def test_feedback_turns_to_put_where_post_is_not_allowed(
+    gini_connection: RunningSandbox, make_hook: MakeHook
+) -> None:
+    """The Pay API docs show PUT: a server that answers POST with 405 gets PUT, once per hook."""
+    hook = make_hook()
+    first, second = (d["id"] for d in gini_connection.documents()[:2])
+    hook.get_access_token()
+    gini_connection.reset_counters()
+    hook.send_feedback(first, {"amountToPay": {"value": "12.50:EUR"}})
+    hook.send_feedback(second, {"amountToPay": {"value": "1.00:EUR"}})
+    assert gini_connection.counters()["routes"] == {
+        "POST /documents/{document_id}/extractions/feedback": 1,
+        "PUT /documents/{document_id}/extractions/feedback": 2,
+    }
+    assert (
+        gini_connection.document(second)["feedback"][0]["extractions"]["amountToPay"]["value"] == "1.00:EUR"
+    )
+
+
+@pytest.mark.parametrize("gini_sandbox_profile", [profile(error_body="items")])
+def test_api_v5_error_bodies_reach_the_exception(
+    gini_connection: RunningSandbox, make_hook: MakeHook
+) -> None:
+    """{"items": [{"code", "message"}], "requestId"}, with no top-level message (gini-mobile-ios
+    notFoundError.json): status, code, message and request id all reach the caller."""
+    missing = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(GiniNotFound) as caught:
+        make_hook().get_document(missing)
+    error = caught.value
+    assert error.status == 404
+    assert error.codes == ("2501",)
+    assert missing in str(error)
+    assert "code 2501" in str(error)
+    assert error.request_id == gini_connection.requests()[-1]["requestId"]
+
+
+@pytest.mark.parametrize(
+    "gini_sandbox_profile", [profile(), profile(pending_status=409)], ids=["404-as-documented", "409"]
+)
+def test_extractions_of_an_unfinished_document_say_so(
+    gini_connection: RunningSandbox, make_hook: MakeHook
+) -> None:
+    hook = make_hook()
+    (doc_id,) = gini_connection.insert_documents(readyIn=60)
+    with pytest.raises(
+        GiniConflict, match=f"Document {doc_id} is PENDING: its extractions are available once"
+    ):
+        hook.get_extractions(doc_id)
+    gini_connection.delete_document(doc_id)
+    with pytest.raises(GiniNotFound):
+        hook.get_extractions(doc_id)
+
+
+def test_an_undocumented_progress_is_waited_for_like_pending(
+    gini_connection: RunningSandbox, make_hook: MakeHook, caplog: pytest.LogCaptureFixture
+) -> None:
+    """gini-sdk-android maps a progress it does not know (its fixture: QUEUED) to UNKNOWN, and
+    Gini's other clients poll on until COMPLETED or ERROR: so does this one, and says so."""
+    hook = make_hook()
+    (doc_id,) = gini_connection.insert_documents(readyIn=0.6, pendingProgress="QUEUED")
+    assert hook.get_document(doc_id)["progress"] == "QUEUED"
+    assert hook.wait_for_processing(doc_id, timeout=20, poll_interval=0.1)["progress"] == "COMPLETED"
+    assert "progress 'QUEUED', which Gini does not document" in caplog.text
+    (stuck,) = gini_connection.insert_documents(readyIn=600, pendingProgress="QUEUED")
+    with pytest.raises(GiniProcessingTimeout, match="still QUEUED"):
+        hook.wait_for_processing(stuck, timeout=0.3, poll_interval=0.1)
 
 
 def test_payment_requests(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:

@@ -75,8 +75,7 @@ def port_of(sandbox: RunningSandbox) -> int:
 def test_json_env_form_lists_documents(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
     hook = make_hook()
     page = hook.list_documents(limit=3)
-    assert len(page["documents"]) == 3
-    assert page["totalCount"] == len(gini_connection.documents())
+    assert [d["id"] for d in page["documents"]] == [d["id"] for d in gini_connection.documents()][::-1][:3]
     assert hook.settings().api_url == gini_connection.base_url
 
 

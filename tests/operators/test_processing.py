@@ -197,7 +197,7 @@ def test_extractions_feedback_and_delete(
     assert flat["iban"].startswith("DE")
     assert xcom(dag_run, "full")["extractions"]["amountToPay"]["value"] == flat["amountToPay"]
     routes = gini_connection.counters()["routes"]
-    assert routes["PUT /documents/{document_id}/extractions/feedback"] == 1
+    assert routes["POST /documents/{document_id}/extractions/feedback"] == 1
     assert routes["DELETE /documents/{document_id}"] == 2
     assert document_id not in {d["id"] for d in gini_connection.documents()}
 

@@ -13,11 +13,12 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_gini.client.errors import GiniProtocolError
+from airflow_provider_gini.client.errors import GiniIncompleteListing, GiniProtocolError
 from airflow_provider_gini.pull.storage import safe_id
-from airflow_provider_gini.sandbox import RunningSandbox
+from airflow_provider_gini.sandbox import RunningSandbox, profile
 from tests.compat import CRON_DATA_INTERVAL_TIMETABLE_IMPORT
 from tests.operators.conftest import task_states, xcom
+from tests.profiles import EVERY_PROFILE, every_profile
 
 UTC = timezone.utc
 
@@ -72,6 +73,7 @@ def run(dag: Any, when: datetime, destination: Path) -> Any:
     return dag.test(logical_date=when, run_conf={"destination": str(destination)})
 
 
+@every_profile
 def test_consecutive_scheduled_runs_cover_each_document_once(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -115,6 +117,7 @@ def test_consecutive_scheduled_runs_cover_each_document_once(
     assert not [f for f in files_under(tmp_path) if ".gini-tmp-" in f]
 
 
+@every_profile
 def test_error_documents_are_recorded_and_do_not_fail(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -129,6 +132,7 @@ def test_error_documents_are_recorded_and_do_not_fail(
     assert errored[0]["files"] == [f"{errored[0]['id']}/document.json"]
 
 
+@every_profile
 def test_rerun_is_idempotent(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -148,6 +152,7 @@ def test_rerun_is_idempotent(
     assert [line for line in manifest_lines(second) if line["amountToPay"]]
 
 
+@every_profile
 def test_pending_document_is_waited_for(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -159,6 +164,7 @@ def test_pending_document_is_waited_for(
     assert json.loads((tmp_path / doc_id / "document.json").read_text())["progress"] == "COMPLETED"
 
 
+@every_profile
 def test_document_still_pending_fails_the_task_by_name_and_a_retry_gets_it(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -231,6 +237,7 @@ def test_ids_that_are_not_plain_tokens_are_refused(tmp_path: Path) -> None:
     assert safe_id("6f1c2a7e-3b0d") == "6f1c2a7e-3b0d"
 
 
+@every_profile
 def test_xcom_is_small_whatever_the_window(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -259,6 +266,7 @@ def test_unwritable_destination_fails_before_any_request(
     assert gini_connection.counters()["requests"] == 0
 
 
+@every_profile
 def test_document_gone_between_list_and_get_is_recorded(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -315,6 +323,7 @@ def test_progress_is_logged(
     assert "ETA" in progress[-1]
 
 
+@every_profile
 def test_window_from_a_non_empty_data_interval(
     gini_connection: RunningSandbox, dag_file: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -334,3 +343,108 @@ def test_window_from_a_non_empty_data_interval(
     assert result["window"] == [day(6).isoformat(), day(7).isoformat()]
     truth = gini_connection.documents(created_after=ms(day(6)), created_before=ms(day(7)))
     assert sorted(line["id"] for line in manifest_lines(result)) == sorted(d["id"] for d in truth)
+
+
+WINDOW_DAG = """
+from datetime import datetime, timezone
+from airflow.sdk import DAG
+from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
+    GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}",
+                              created_after="{{ dag_run.conf['after'] }}",
+                              created_before="{{ dag_run.conf['before'] }}",
+                              page_size=40, max_workers=8, pending_timeout=5, poll_interval=0.2,
+                              hook_params={"backoff_initial": 0.01, "backoff_max": 0.05})
+"""
+
+
+@pytest.mark.parametrize(
+    "gini_sandbox_profile",
+    [
+        *EVERY_PROFILE,
+        pytest.param(profile("pay-api", page_cap=25), id="pay-api-pages-capped-at-25"),
+        pytest.param(profile("legacy", offset_param="next"), id="legacy-offset-as-next"),
+        pytest.param(profile("pay-api", total_count=True, order="descending"), id="pay-api-desc-totalCount"),
+    ],
+)
+def test_a_window_of_650_documents_is_pulled_exactly_once(
+    gini_connection: RunningSandbox, dag_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """650 documents in the window, 20 of them sharing a millisecond, with documents on both
+    sides of it; pages of 40 or fewer (17 or more of them): the manifest holds exactly the
+    server's own count."""
+    start = ms(day(20))
+    gini_connection.insert_documents(count=30, creationDate=start - 30_000, spacingMs=1000)  # before
+    gini_connection.insert_documents(count=630, creationDate=start, spacingMs=700)
+    gini_connection.insert_documents(count=20, creationDate=start + 200_000, spacingMs=0)  # one ms
+    gini_connection.insert_documents(count=30, creationDate=start + 500_000, spacingMs=1000)  # after
+    end = start + 500_000
+    dag = dag_file(WINDOW_DAG)
+    conf = {
+        "destination": str(tmp_path),
+        "after": day(20).isoformat(),
+        "before": datetime.fromtimestamp(end / 1000, UTC).isoformat(),
+    }
+    dag_run = dag.test(run_conf=conf)
+    assert dag_run.state == "success", task_states(dag_run)
+    truth = {d["id"] for d in gini_connection.documents(created_after=start, created_before=end)}
+    assert len(truth) == 650
+    lines = manifest_lines(xcom(dag_run, "pull"))
+    assert len(lines) == len(truth)
+    assert {line["id"] for line in lines} == truth
+    assert {line["outcome"] for line in lines} == {"pulled"}
+    assert {p.name for p in tmp_path.iterdir()} == truth | {"_manifests"}
+
+
+def test_an_undocumented_progress_is_waited_for_and_recorded_as_pending(
+    gini_connection: RunningSandbox, tmp_path: Path
+) -> None:
+    from airflow_provider_gini.client.errors import GiniProcessingTimeout
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    [soon] = gini_connection.insert_documents(
+        creationDate=ms(day(6)) + 1000, readyIn=1, pendingProgress="QUEUED"
+    )
+    [stuck] = gini_connection.insert_documents(
+        creationDate=ms(day(6)) + 2000, readyIn=3600, pendingProgress="QUEUED"
+    )
+    operator = GiniPullDocumentsOperator(
+        task_id="pull",
+        destination=str(tmp_path),
+        created_after=day(6),
+        created_before=day(7),
+        pending_timeout=2,
+        poll_interval=0.1,
+    )
+    with pytest.raises(GiniProcessingTimeout) as caught:
+        operator.execute({"run_id": "manual_queued"})  # type: ignore[arg-type]
+    assert caught.value.document_ids == [stuck]
+    lines = {
+        line["id"]: line
+        for line in manifest_lines({"manifest": str(next((tmp_path / "_manifests").glob("*.jsonl")))})
+    }
+    assert lines[soon]["outcome"] == "pulled"
+    assert (lines[stuck]["outcome"], lines[stuck]["progress"]) == ("pending", "QUEUED")
+
+
+@pytest.mark.parametrize("gini_sandbox_profile", [profile("pay-api", page_cap=20)])
+def test_a_list_that_cannot_be_proven_complete_fails_the_task_and_says_why(
+    gini_connection: RunningSandbox, dag_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    """Gini gives pages of at most 20, and 30 documents share one millisecond: no cursor can get
+    past them, so the pull fails instead of reporting the rest of the window as complete."""
+    at = ms(day(20))
+    gini_connection.insert_documents(count=30, creationDate=at, spacingMs=0)
+    gini_connection.insert_documents(count=5, creationDate=at + 1000, spacingMs=1000)
+    dag = dag_file(WINDOW_DAG)
+    conf = {"destination": str(tmp_path), "after": day(20).isoformat(), "before": day(21).isoformat()}
+    assert dag.test(run_conf=conf).state == "failed"
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    operator = GiniPullDocumentsOperator(
+        task_id="pull", destination=str(tmp_path), created_after=day(20), created_before=day(21), page_size=40
+    )
+    with pytest.raises(GiniIncompleteListing, match=f"cannot be paged past creation date {at}"):
+        operator.execute({"run_id": "manual_cap"})  # type: ignore[arg-type]
+    assert not list((tmp_path / "_manifests").glob("*.jsonl"))  # no manifest claims the window

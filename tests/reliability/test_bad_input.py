@@ -16,6 +16,7 @@ import pytest
 from airflow_provider_gini.client.errors import (
     GiniConfigError,
     GiniError,
+    GiniIncompleteListing,
     GiniProtocolError,
     GiniRetryError,
 )
@@ -326,6 +327,20 @@ def first_document(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
     return change
 
 
+def window_document(key: str, value: Any) -> Callable[[dict[str, Any]], None]:
+    """Change one document of the pulled window, the same one in every listing answer."""
+    chosen: list[str] = []
+
+    def change(body: dict[str, Any]) -> None:
+        for doc in body["documents"]:
+            if not chosen and ms(START) <= doc["creationDate"] < ms(END):
+                chosen.append(doc["id"])
+            if chosen and doc["id"] == chosen[0]:
+                doc[key] = value
+
+    return change
+
+
 ODD_EXTRACTIONS = {
     "extractions": {
         "amountToPay": "12.50:EUR",  # a bare value where an object belongs
@@ -338,6 +353,26 @@ ODD_EXTRACTIONS = {
 }
 
 
+def unordered(body: dict[str, Any]) -> None:
+    """Dates that go up, then down: no order a cursor could follow."""
+    docs = body["documents"]
+    if len(docs) >= 3:
+        docs[1]["creationDate"] = docs[0]["creationDate"] + 10**6
+        docs[2]["creationDate"] = docs[0]["creationDate"] - 10**6
+
+
+def first_page_always() -> Callable[[dict[str, Any]], None]:
+    """Every answer is the first page, whatever the cursor: a server that does not page."""
+    first: list[Any] = []
+
+    def mutate(body: dict[str, Any]) -> None:
+        if not first:
+            first.extend(body["documents"])
+        body["documents"] = list(first)
+
+    return mutate
+
+
 @dataclass
 class ServerCase:
     mutate: Mutate
@@ -348,7 +383,7 @@ class ServerCase:
 
 SERVER_CASES: dict[str, ServerCase] = {
     "name with a lone surrogate": ServerCase(
-        always(is_listing, json_body(first_document("name", "\ud800 name \udfff")))
+        always(is_listing, json_body(window_document("name", "\ud800 name \udfff")))
     ),
     "listing that is not UTF-8": ServerCase(
         always(is_listing, raw(b'{"documents": ["\xff\xfe\xfd"]}')), r"unreadable JSON", GiniRetryError
@@ -416,15 +451,21 @@ SERVER_CASES: dict[str, ServerCase] = {
         GiniProtocolError,
     ),
     "listed document id with ../": ServerCase(
-        always(is_listing, json_body(first_document("id", "../../escape"))),
+        always(is_listing, json_body(window_document("id", "../../escape"))),
         r"Refusing a document id that is not a plain token: '\.\./\.\./escape'",
         GiniProtocolError,
     ),
-    "next cursor that moves forward": ServerCase(
-        always(is_listing, json_body(set_key("next", 9 * 10**12))),
-        r"'next' cursor that does not move back in time",
-        GiniProtocolError,
-        options={"page_size": 3},  # a first page inside the window, so its cursor is followed
+    "listing out of creation-date order": ServerCase(
+        always(is_listing, json_body(unordered)),
+        r"not in creation-date order, so its 'next' cursor cannot be followed",
+        GiniIncompleteListing,
+        options={"page_size": 3},
+    ),
+    "listing that ignores its cursor": ServerCase(
+        always(is_listing, json_body(first_page_always())),
+        r"does not page by creation date|cannot be paged past creation date",
+        GiniIncompleteListing,
+        options={"page_size": 3},
     ),
 }
 

@@ -281,7 +281,8 @@ def test_pay_api_order_and_cursor_switches(
 
 
 @pytest.mark.parametrize(
-    "gini_sandbox_profile", ["legacy", profile("legacy", order="descending"), profile("legacy", offset_param="next")]
+    "gini_sandbox_profile",
+    ["legacy", profile("legacy", order="descending"), profile("legacy", offset_param="next")],
 )
 def test_legacy_profile_pages_by_offset_with_a_total(
     api: httpx.Client, gini_sandbox: RunningSandbox, gini_sandbox_profile: object
@@ -423,14 +424,18 @@ def test_switches_for_unfinished_documents_error_bodies_and_feedback(
     assert pending.status_code == 409
     body = pending.json()
     assert set(body) == {"items", "requestId"}  # API v5: no top-level message
-    assert body["items"][0]["code"] and "PENDING" in body["items"][0]["message"]
+    assert body["items"][0]["code"]
+    assert "PENDING" in body["items"][0]["message"]
     assert api.get(f"/documents/{uuid.uuid4()}").json()["items"][0]["code"] == "2501"
     gini_sandbox.advance_clock(31)
     good = {"extractions": {"amountToPay": {"value": "1.00:EUR"}}}
     refused = api.post(f"{location}/extractions/feedback", json=good, headers={"Content-Type": V1})
     assert refused.status_code == 405
     assert refused.headers["Allow"] == "PUT"
-    assert api.put(f"{location}/extractions/feedback", json=good, headers={"Content-Type": V1}).status_code == 204
+    assert (
+        api.put(f"{location}/extractions/feedback", json=good, headers={"Content-Type": V1}).status_code
+        == 204
+    )
 
 
 def test_unfinished_progress_can_be_a_value_gini_does_not_document(
