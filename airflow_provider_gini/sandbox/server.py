@@ -60,7 +60,14 @@ def user_token(base_url: str, user: UserSpec = DEMO_USER, client: ClientSpec = D
 def _uvicorn_server(app: Any, log_level: str) -> uvicorn.Server:
     config = uvicorn.Config(app, log_level=log_level, access_log=False, lifespan="off", timeout_keep_alive=30)
     server = uvicorn.Server(config)
-    state: SandboxState = app.state.sandbox
+    state = getattr(getattr(app, "state", None), "sandbox", None)
+    if isinstance(state, SandboxState):
+        _watch_transports(server, state)
+    return server
+
+
+def _watch_transports(server: uvicorn.Server, state: SandboxState) -> None:
+    """Lets reset faults find the transport of a client (host, port)."""
 
     def find_transport(client: Any) -> asyncio.Transport | None:
         target = tuple(client) if client else None
@@ -71,7 +78,6 @@ def _uvicorn_server(app: Any, log_level: str) -> uvicorn.Server:
         return None
 
     state.find_transport = find_transport
-    return server
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -175,6 +181,27 @@ class RunningSandbox:
 
 
 @contextmanager
+def serving(app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> Iterator[str]:
+    """Serve an ASGI app with uvicorn in a background thread; yields its base URL. The sandbox's
+    runner, also used by the test suite's replay of Gini's recorded shapes."""
+    sock = _bind(host, port)
+    server = _uvicorn_server(app, log_level)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gini-sandbox", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("The server did not start")
+        time.sleep(0.01)
+    try:
+        yield base_url_of(host, sock.getsockname()[1])
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)
+        sock.close()
+
+
+@contextmanager
 def run_sandbox(
     config: SandboxConfig | None = None,
     host: str = "127.0.0.1",
@@ -187,21 +214,10 @@ def run_sandbox(
     if api is not None:
         chosen = profile(api) if isinstance(api, str) else api
         config = (config or SandboxConfig()).model_copy(update={"api": chosen})
-    sock = _bind(host, port)
     app = create_app(config)
-    server = _uvicorn_server(app, log_level)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gini-sandbox", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("The Gini sandbox did not start")
-        time.sleep(0.01)
-    running = RunningSandbox(base_url_of(host, sock.getsockname()[1]), app.state.sandbox)
-    try:
-        yield running
-    finally:
-        running.admin.close()
-        server.should_exit = True
-        thread.join(timeout=15)
-        sock.close()
+    with serving(app, host, port, log_level) as base_url:
+        running = RunningSandbox(base_url, app.state.sandbox)
+        try:
+            yield running
+        finally:
+            running.admin.close()
