@@ -42,9 +42,12 @@ def separate_cores() -> str:
     return f"sandbox on core {_sandbox_core}, client on core(s) {','.join(map(str, cores[:-1]))}"
 
 
-def start_sandbox(*options: str) -> tuple[subprocess.Popen[str], str]:
-    """The sandbox CLI on a port the OS picks, and the base URL from its "serving at" line."""
-    proc = subprocess.Popen([*SANDBOX, "--port", "0", *options], stdout=subprocess.PIPE, text=True)  # noqa: S603
+def start_sandbox(*options: str, cwd: str | None = None) -> tuple[subprocess.Popen[str], str]:
+    """The sandbox CLI on a port the OS picks, and the base URL from its "serving at" line.
+    ``cwd``: a checkout whose package to run instead of this one (benchmarks/compare.py)."""
+    proc = subprocess.Popen(  # noqa: S603
+        [*SANDBOX, "--port", "0", *options], stdout=subprocess.PIPE, text=True, cwd=cwd
+    )
     if _sandbox_core is not None:
         os.sched_setaffinity(proc.pid, {_sandbox_core})
     assert proc.stdout is not None
@@ -110,6 +113,13 @@ class Sandbox:
         pool.close()
         return sorted(times[1:])[count // 2] * 1000
 
+    def list_requests(self) -> list[str]:
+        """The document-list requests of the request log, in order, as paths with their query."""
+        log = self.admin.get("/requests", params={"limit": 100_000}).json()
+        return [
+            f"{r['path']}?{r['query']}" for r in log if (r["method"], r["route"]) == ("GET", "/documents")
+        ]
+
     def api_requests(self) -> int:
         routes = self.counters()["routes"]
         return sum(n for route, n in routes.items() if route != "POST /oauth/token")
@@ -118,9 +128,22 @@ class Sandbox:
         return sum(self.counters()["grants"].values())
 
 
+# The sandbox profiles the pull is measured on: one per paging contract Gini's sources show, in
+# both orders (docs/gini-compat.md), as sandbox CLI options.
+PROFILES: dict[str, tuple[str, ...]] = {
+    "pay-api": (),
+    "pay-api-desc-exclusive": ("--order", "descending", "--cursor", "exclusive"),
+    "legacy": ("--profile", "legacy"),
+    "legacy-desc": ("--profile", "legacy", "--order", "descending"),
+}
+
+
 @contextmanager
-def sandbox(latency_ms: float) -> Iterator[Sandbox]:
-    proc, base_url = start_sandbox("--no-seed", *(["--latency", str(latency_ms)] if latency_ms else []))
+def sandbox(latency_ms: float, *options: str, cwd: str | None = None) -> Iterator[Sandbox]:
+    """A sandbox process with no seed, the given latency and CLI options (a profile's)."""
+    proc, base_url = start_sandbox(
+        "--no-seed", *(["--latency", str(latency_ms)] if latency_ms else []), *options, cwd=cwd
+    )
     try:
         box = Sandbox(base_url)
         deadline = time.monotonic() + 30

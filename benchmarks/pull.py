@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_gini.client.listing import MIN_SERVER_PAGE
 from benchmarks.harness import FIRST_MS, Sandbox
 
 PAGE_SIZE = 100
@@ -31,10 +32,25 @@ def window(n: int) -> tuple[datetime, datetime]:
     return start, end
 
 
-def minimum_requests(n: int, include_processed: bool) -> int:
-    """One list page per PAGE_SIZE documents (the listing carries each document's JSON), one
-    extractions call per document, one download per document when asked for."""
-    return math.ceil(n / PAGE_SIZE) + n * (2 if include_processed else 1)
+def list_pages(n: int, contract: str = "cursor", page: int = PAGE_SIZE) -> int:
+    """The fewest list requests that prove a window of ``n`` documents (one per second, nothing
+    outside it) complete. By cursor, each page after the first repeats the one document it
+    continues from, and the last must come back shorter than asked (a short first page, too,
+    unless it is shorter than any server's own page size). By offset, each page after the first
+    repeats the last two documents of the one before (the one that proves continuity, and the
+    last millisecond's), the first is followed by one request that proves offsets are read, and
+    the count ends it."""
+    if contract == "offset":
+        return 1 if n <= page else 2 + math.ceil((n - page) / (page - 2))
+    if n >= page:
+        return 1 + math.ceil((n - page + 1) / (page - 1))
+    return 2 if n >= MIN_SERVER_PAGE else 1
+
+
+def minimum_requests(n: int, include_processed: bool, contract: str = "cursor") -> int:
+    """The list requests (the listing carries each document's JSON), one extractions call per
+    document, one download per document when asked for."""
+    return list_pages(n, contract) + n * (2 if include_processed else 1)
 
 
 def ours(
@@ -60,7 +76,13 @@ def ours(
     seconds = time.perf_counter() - began
     cpu = _cpu_seconds() - cpu_before
     assert result["pulled"] == n, result
-    return {"seconds": seconds, "cpu": cpu, "requests": box.api_requests(), "grants": box.grants()}
+    return {
+        "seconds": seconds,
+        "cpu": cpu,
+        "requests": box.api_requests(),
+        "grants": box.grants(),
+        "listing": box.list_requests(),
+    }
 
 
 def _cpu_seconds() -> float:
@@ -120,11 +142,12 @@ def baseline(box: Sandbox, n: int, include_processed: bool, destination: Path) -
     return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
 
 
-def floor(box: Sandbox, n: int, include_processed: bool, workers: int) -> dict[str, Any]:
+def floor(box: Sandbox, n: int, include_processed: bool, workers: int, listing: list[str]) -> dict[str, Any]:
     """The fastest any client can be here: the same requests at the same concurrency through a
-    bare urllib3 pool, listing pages while the workers fetch, and nothing done with the answers
-    (no parsing, no files, no retries). What separates it from the latency limit is the sandbox
-    and the machine, not a client's code."""
+    bare urllib3 pool, and nothing done with the answers (no files, no retries, no checks). It
+    sends the list requests ours sent (``listing``, from the sandbox's log), one after another
+    while the workers fetch what each page brought. What separates it from the latency limit is
+    the sandbox and the machine, not a client's code."""
     from concurrent.futures import ThreadPoolExecutor
 
     import urllib3
@@ -146,20 +169,16 @@ def floor(box: Sandbox, n: int, include_processed: bool, workers: int) -> dict[s
         fetched.append(size)
 
     start_ms, end_ms = FIRST_MS, FIRST_MS + n * 1000
-    listed = 0
+    listed: set[str] = set()
     with ThreadPoolExecutor(max_workers=workers) as fetchers:
-        cursor = f"/documents?limit={PAGE_SIZE}&next={end_ms}"
-        while True:
-            page = json.loads(pool.urlopen("GET", cursor, headers=headers).data)
-            docs = [d for d in page["documents"] if start_ms <= d["creationDate"] < end_ms]
-            for doc in docs:
-                fetchers.submit(fetch, doc["id"])
-            listed += len(docs)
-            if len(docs) < len(page["documents"]) or "next" not in page or listed >= n:
-                break
-            cursor = f"/documents?limit={PAGE_SIZE}&next={page['next']}"
+        for path in listing:
+            page = json.loads(pool.urlopen("GET", path, headers=headers).data)
+            for doc in page["documents"]:
+                if start_ms <= doc["creationDate"] < end_ms and doc["id"] not in listed:
+                    listed.add(doc["id"])
+                    fetchers.submit(fetch, doc["id"])
     seconds = time.perf_counter() - began
-    assert listed == n, listed
+    assert len(listed) == n, len(listed)
     assert len(fetched) == n, len(fetched)
     return {"seconds": seconds, "requests": box.api_requests(), "grants": box.grants()}
 

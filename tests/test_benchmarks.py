@@ -26,4 +26,6 @@ def test_quick_benchmark_prints_every_figure(tmp_path: Path) -> None:
     labels = {line.split(" ", 2)[1] for line in table}
     assert labels == {"(a)", "(b)", "(c)", "(d)", "(e)", "(f)"}
     assert all(line.count("|") == 5 for line in table)
-    assert "| (b) token grants per run (with extractions) | 1 |" in result.stdout
+    for profile in ("pay-api", "legacy"):
+        assert f"| (b) token grants per run ({profile}, with extractions) | 1 |" in result.stdout
+        assert f"(d) incremental run, nothing new ({profile}): requests" in result.stdout

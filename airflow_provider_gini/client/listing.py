@@ -8,20 +8,26 @@ The sources disagree (docs/gini-compat.md, "GET /documents"):
 - the SDKs page with ``?limit=&offset=`` and read ``{"totalCount", "documents"}``, except
   gini-api-ruby, which sends the offset as ``next``;
 - nothing documents the order (every recorded list is oldest first), whether ``next`` includes
-  its own millisecond, or that two documents never share a millisecond.
+  its own millisecond, that two documents never share a millisecond, or a largest page.
 
-So none of it is assumed. The first request carries neither cursor nor offset, which starts
-the list under every contract. A ``totalCount`` in its answer means paging by position, once a
-second page proves that positions work; otherwise the creation-date cursor. The order is read
-off the creation dates and every later page is checked against it. The listing ends only on
-proof: ``totalCount`` reached, a document beyond the window in the order seen, or a page with
-nothing new that is shorter than a full one. Anything else raises :class:`GiniIncompleteListing`.
+So none of it is assumed. The first request carries neither cursor nor offset, which starts the
+list under every contract. A ``totalCount`` in its answer means paging by position, once one
+request has proven that positions are read; otherwise the creation-date cursor. The order is read
+off the creation dates and checked on every page; nothing is skipped on the strength of it until
+it has held over a page of Gini's own size. The listing ends only on proof:
+
+- a document beyond the window, in that order;
+- positions up to ``totalCount`` listed;
+- a page shorter than asked, once Gini has shown it gives longer ones or when it is shorter than
+  any page size of Gini's own.
+
+Anything else raises :class:`GiniIncompleteListing`, saying what was seen.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Generator, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,13 +42,14 @@ ASCENDING, DESCENDING, UNORDERED = 1, -1, 0
 ORDER_NAMES = {ASCENDING: "ascending", DESCENDING: "descending", UNORDERED: "unordered"}
 Fetch = Callable[[dict[str, int]], Mapping[str, Any]]
 Doc = dict[str, Any]
+# Gini's documented default page size. A server may give fewer documents than asked (a page size
+# of its own), but not fewer than its own default: a page this short is the list's last. It is
+# also how many documents in order it takes before the order is trusted to skip any.
+MIN_SERVER_PAGE = 20
 # A page may grow to this many times the page size to get past documents sharing one millisecond.
 MAX_GROWTH = 8
 # How often in a row an offset listing may step back to find its place after deletions.
 MAX_RESYNCS = 5
-# Gini's documented default page size. A server may give fewer documents than asked (a page size
-# of its own), but not fewer than its own default, so a page this short is the list's last.
-MIN_SERVER_PAGE = 20
 
 
 @dataclass
@@ -76,8 +83,12 @@ def _ident(doc: Doc) -> str:
     return ident
 
 
+def _ids(docs: list[Doc]) -> set[str]:
+    return {_ident(d) for d in docs}
+
+
 class _NotPositional(Exception):
-    """A list with a totalCount that pages neither by 'offset' nor by 'next' as an offset."""
+    """A list with a totalCount whose server reads neither 'offset' nor 'next' as a position."""
 
 
 class DocumentListing:
@@ -91,13 +102,14 @@ class DocumentListing:
             raise GiniConfigError(f"page_size must be a positive integer, got {page_size!r}")
         self._fetch = fetch
         self.lower, self.upper = created_after, created_before
-        # Two at least: an offset page repeats the last document of the page before.
-        self.limit = max(page_size, 2)
+        # Three at least: an offset page repeats the last two documents of the page before.
+        self.limit = max(page_size, 3)
         self.stats = ListingStats()
         self._order: int | None = None
-        self._may_jump = True
+        self._in_order = 0  # documents seen consistent with the order
 
     def __iter__(self) -> Iterator[Doc]:
+        self.stats, self._order, self._in_order = ListingStats(), None, 0
         docs, total = self._page(limit=self.limit)
         if total is None:
             self.stats.contract = "cursor"
@@ -105,9 +117,15 @@ class DocumentListing:
         else:
             self.stats.contract = "offset"
             listing = self._by_offset(docs, total)
+        # The window's ids, so that none is yielded twice whatever the pages repeat: documents
+        # added and deleted while an offset listing pages can bring one back past its checks.
+        # It grows with the window only (the manifest of a pull holds as much).
+        yielded: set[str] = set()
         for doc in listing:
-            self.stats.documents += 1
-            yield doc
+            if _ident(doc) not in yielded:
+                yielded.add(_ident(doc))
+                self.stats.documents += 1
+                yield doc
 
     # --- shared -------------------------------------------------------------------------------
 
@@ -136,117 +154,94 @@ class DocumentListing:
                 self._order = step
             elif step and step != self._order:
                 self._order = UNORDERED
+        if self._order != UNORDERED:
+            self._in_order += len(docs)
         self.stats.order = None if self._order is None else ORDER_NAMES[self._order]
         return self._order
+
+    def _trusted(self) -> bool:
+        """Whether the order has held long enough to skip documents on its strength."""
+        return self._order in (ASCENDING, DESCENDING) and self._in_order >= MIN_SERVER_PAGE
 
     def _inside(self, date: int) -> bool:
         return (self.lower is None or date >= self.lower) and (self.upper is None or date < self.upper)
 
     def _past(self, date: int) -> bool:
         """Beyond the window's far end in the order seen: every later document is too."""
+        if not self._trusted():
+            return False
         if self._order == ASCENDING:
             return self.upper is not None and date >= self.upper
-        if self._order == DESCENDING:
-            return self.lower is not None and date < self.lower
-        return False
+        return self.lower is not None and date < self.lower
 
     def _before(self, date: int) -> bool:
         """Short of the window's near end in the order seen."""
+        if not self._trusted():
+            return False
         if self._order == ASCENDING:
             return self.lower is not None and date < self.lower
-        if self._order == DESCENDING:
-            return self.upper is not None and date >= self.upper
-        return False
+        return self.upper is not None and date >= self.upper
+
+    def _last(self, docs: list[Doc], limit: int, longest: int) -> bool:
+        """Whether a page ends the list: shorter than asked, and shorter than the longest page
+        Gini has given or than any page size of its own."""
+        return len(docs) < min(limit, max(longest, MIN_SERVER_PAGE))
 
     def _grow(self, limit: int, docs: list[Doc], **at: int) -> tuple[int, list[Doc]]:
-        """A full page brought nothing new: more than a page of documents share one millisecond.
-        Ask again for a bigger page, up to MAX_GROWTH times the page size."""
+        """A full page brought nothing new: ask again for a bigger one, up to MAX_GROWTH times
+        the page size."""
         grown, date = limit * 2, created(docs[-1])
         if grown > self.limit * MAX_GROWTH:
             raise GiniIncompleteListing(
                 f"Gini's document list cannot be paged past creation date {date}: pages of {limit} "
-                f"brought nothing new there (more documents share that millisecond than a page "
-                f"holds, or Gini gives smaller pages than asked). {self.stats.describe()}"
+                f"brought nothing new there (more documents share that millisecond and the one next "
+                f"to it than a page holds, or Gini gives smaller pages than asked). "
+                f"{self.stats.describe()}"
             )
         try:
             return grown, self._page(limit=grown, **at)[0]
         except GiniRejected as exc:
             raise GiniIncompleteListing(
-                f"Gini's document list cannot be paged past creation date {date}: {limit} or more "
-                f"documents share it and Gini refused a page of {grown} ({exc})"
+                f"Gini's document list cannot be paged past creation date {date}: a page of {limit} "
+                f"brought nothing new there and Gini refused a page of {grown} ({exc})"
             ) from exc
 
     # --- the creation-date cursor ---------------------------------------------------------------
 
     def _by_cursor(self, docs: list[Doc]) -> Iterator[Doc]:
         limit = self.limit
-        while self._see(docs) is None and len(docs) == limit:
+        while self._see(docs) is None and len(docs) == limit:  # one millisecond fills the page
             limit, docs = self._grow(limit, docs)
         if self._order == UNORDERED:
             raise self._unordered()
-        if not docs:
-            return  # the list's start is empty: there are no documents
-        edge = _Edge(self._order or ASCENDING)
-        cursor: int | None = None
-        if self._order is None:  # one millisecond only, on a page that is not full
-            probed = yield from self._probe(docs, edge, limit)
-            if probed is None:
+        if self._order is None:
+            # All of it shares one millisecond, so the order cannot be read. A page shorter
+            # than any page size of Gini's own is the whole list.
+            if len(docs) < min(limit, MIN_SERVER_PAGE):
+                yield from (d for d in docs if self._inside(created(d)))
                 return
-            cursor, docs, limit = probed
-        yield from self._follow(edge, cursor, docs, limit)
+            raise GiniIncompleteListing(
+                f"Gini's document list starts with {len(docs)} documents of one millisecond on a page "
+                f"of {limit}, so neither its order nor its end can be told. {self.stats.describe()}"
+            )
+        yield from self._follow(_Edge(self._order), docs, limit)
 
-    def _probe(
-        self, docs: list[Doc], edge: _Edge, limit: int
-    ) -> Generator[Doc, None, tuple[int, list[Doc], int] | None]:
-        """Every document so far shares one millisecond b, so the order is unknown. A cursor a
-        millisecond below b lists from b upwards if the list is ascending, whether or not the
-        cursor includes its own millisecond; one above b lists from b downwards if it is
-        descending. Nothing beyond b either way: the list is complete."""
-        b = created(docs[0])
-        for doc in docs:
-            if edge.take(_ident(doc), b) and self._inside(b):
-                yield doc
-        for cursor, direction in ((b - 1, ASCENDING), (b + 1, DESCENDING)):
-            reply, _ = self._page(limit=limit, next=cursor)
-            while True:
-                # A document at the cursor's own millisecond tells nothing: a cursor that
-                # includes it brings it in either order.
-                dates = [created(d) for d in reply if created(d) != cursor]
-                signs = {(date > b) - (date < b) for date in dates} - {0}
-                if len(signs) > 1:
-                    raise self._unordered()
-                if signs:
-                    break
-                for doc in reply:  # more of millisecond b: the first page was cut short
-                    if edge.take(_ident(doc), created(doc)) and self._inside(created(doc)):
-                        yield doc
-                if len(reply) < min(limit, MIN_SERVER_PAGE):
-                    break
-                limit, reply = self._grow(limit, reply, next=cursor)
-            if signs == {direction}:
-                self._order = edge.order = direction
-                return cursor, reply, limit
-        return None
-
-    def _follow(self, edge: _Edge, cursor: int | None, docs: list[Doc], limit: int) -> Iterator[Doc]:
+    def _follow(self, edge: _Edge, docs: list[Doc], limit: int) -> Iterator[Doc]:
         order = edge.order
         near_end = self.lower if order == ASCENDING else None if self.upper is None else self.upper - 1
-        # A page shorter than asked is the last once Gini has shown it gives full pages, or when
-        # it is shorter than any page size Gini could have of its own. Otherwise the next page
-        # tells: if it brings more, that short size is Gini's page size from then on.
-        tested, short = False, 0
+        cursor: int | None = None  # this page's cursor; None: the list's start
         expected: set[str] = set()  # the edge's documents: a cursor from the edge brings them again
+        proven = False  # a cursor brought its edge's documents back: 'next' is read as a date
+        before_jump: tuple[int, set[str]] | None = None  # the cursor a jump replaced, and its edge
+        longest = 0
         while True:
             if self._see(docs) == UNORDERED:
                 raise self._unordered()
             if cursor is not None:
                 self._check_side(docs, cursor, order)
-                if expected and not expected & {_ident(d) for d in docs}:
-                    raise GiniIncompleteListing(
-                        f"Gini's answer to next={cursor} left out the documents created at {edge.at}, "
-                        "which that cursor includes: it does not page by creation date, or they were "
-                        f"deleted meanwhile (run again). {self.stats.describe()}"
-                    )
+                if expected:
+                    self._check_edge(docs, cursor, edge, expected)
+                    proven = True
             progress = False
             for doc in docs:
                 date = created(doc)
@@ -257,27 +252,22 @@ class DocumentListing:
                     progress = progress or ahead
                     if self._inside(date):
                         yield doc
-            last = len(docs) < limit and (tested or len(docs) < MIN_SERVER_PAGE)
-            if not progress:
-                if last:
-                    return  # nothing new on a page shorter than a full one: the end of the list
-                limit, docs = self._grow(limit, docs, **({} if cursor is None else {"next": cursor}))
-                tested = False  # Gini has not yet shown it gives pages of the new size
-                continue
-            if short:
-                limit, tested = short, True
-            if len(docs) < limit:
-                if last or tested:
-                    return
-                short = len(docs)
-            else:
-                tested, short = True, 0
+            longest = max(longest, len(docs))
+            if self._last(docs, limit, longest):
+                if not docs and before_jump is not None and not proven:
+                    self._verify_jump(*before_jump, edge, limit)
+                return
             assert edge.at is not None
-            expected = {i for i, d in edge.near.items() if d == edge.at}
-            if near_end is not None and self._may_jump and self._before(edge.at):
-                edge.jump(near_end)  # to the window, instead of paging up to it
-                expected = set()
-            cursor = edge.cursor()
+            if not progress or edge.cursor() == cursor:  # a page full of the edge's millisecond
+                limit, docs = self._grow(limit, docs, **({} if cursor is None else {"next": cursor}))
+                continue
+            cursor, expected = edge.cursor(), {i for i, d in edge.near.items() if d == edge.at}
+            if near_end is not None and before_jump is None and self._before(edge.at):
+                # Jump to the window instead of paging up to it. An empty answer could also come
+                # from a server that reads 'next' as an offset: _verify_jump tells.
+                before_jump = (cursor, expected)
+                edge.jump(near_end)
+                cursor, expected = edge.cursor(), set()
             docs, _ = self._page(limit=limit, next=cursor)
 
     def _check_side(self, docs: list[Doc], cursor: int, order: int) -> None:
@@ -288,6 +278,21 @@ class DocumentListing:
                 f"of the cursor for a list in {self.stats.order} order: it does not page by creation "
                 f"date. {self.stats.describe()}"
             )
+
+    def _check_edge(self, docs: list[Doc], cursor: int, edge: _Edge, expected: set[str]) -> None:
+        if not expected & _ids(docs):
+            raise GiniIncompleteListing(
+                f"Gini's answer to next={cursor} left out the documents created at {cursor + edge.order}, "
+                "which that cursor includes: it does not page by creation date, or they were deleted "
+                f"meanwhile (run again). {self.stats.describe()}"
+            )
+
+    def _verify_jump(self, cursor: int, expected: set[str], edge: _Edge, limit: int) -> None:
+        """The jump to the window found nothing. Asking again from before the jump must bring
+        back the documents it started from, or 'next' is not a creation date."""
+        docs, _ = self._page(limit=limit, next=cursor)
+        self._check_side(docs, cursor, edge.order)
+        self._check_edge(docs, cursor, edge, expected)
 
     def _unordered(self) -> GiniIncompleteListing:
         return GiniIncompleteListing(
@@ -310,80 +315,103 @@ class DocumentListing:
             )
         pages = _Positions(self, first, total)
         try:
-            if self._before(created(first[-1])):  # the window starts further on: look for it
-                offset, docs, total = pages.seek(len(first) - 1, total)
-                previous = None
-            else:
-                offset = len(first) - 1
-                docs, total = pages.probe(offset)
-                previous = {_ident(d) for d in first}
+            tail, total = pages.prove(total)
         except _NotPositional:
             # A totalCount, from a server that pages by the creation-date cursor. Nothing of the
-            # first page has been yielded yet, so the cursor listing can start from it. It does
-            # not jump ahead: every cursor then continues from documents seen, whose coming
-            # again proves the cursor is read as a creation date.
+            # first page has been yielded yet, so the cursor listing can start from it.
             self.stats.contract, self.stats.total = "cursor", None
-            self._may_jump = False
+            self._order, self._in_order = None, 0
             yield from self._by_cursor(first)
             return
-        if previous is not None:
-            yield from (d for d in first if self._inside(created(d)))
-        yield from self._positions(pages, offset, docs, total, previous)
+        if self._before(created(first[-1])):  # the window starts further on
+            if tail and self._before(created(tail[-1])):
+                return  # the list's last document is short of the window too: nothing in it
+            offset, docs, total = pages.seek(len(first) - 1, total)
+            yield from self._positions(pages, offset, docs, total, trusting=True)
+            return
+        yield from (d for d in first if self._inside(created(d)))
+        yield from self._positions(pages, 0, first, total, trusting=False, start=True)
 
     def _positions(
-        self, pages: _Positions, offset: int, docs: list[Doc], total: int, previous: set[str] | None
+        self,
+        pages: _Positions,
+        offset: int,
+        docs: list[Doc],
+        total: int,
+        trusting: bool,
+        start: bool = False,
     ) -> Iterator[Doc]:
-        """Page by position from ``docs``, found at ``offset``. Each page must hold a document of
-        the page before (``previous``; None for a page that starts before the window), which
-        proves no position was skipped, whatever was added or deleted meanwhile."""
-        sought, stepped = previous is None, False
+        """Page by position from ``docs``, found at ``offset``. Each next page starts at the last
+        document before its predecessor's last millisecond: it must hold a document from before
+        that millisecond (proof that no position was skipped, whatever was added or deleted
+        meanwhile; if none, it steps back), and it brings that whole millisecond again, listed
+        only once whatever order Gini gives documents of one millisecond. ``trusting``:
+        documents were skipped on the strength of the order, so it must hold; ``start``:
+        ``docs`` were listed already."""
+        anchors: set[str] = set()  # the previous page's documents before its last millisecond
+        near = _Recent()  # listed documents of the last two milliseconds
+        again: set[str] = set()  # the documents of a page asked for again, bigger
         while True:
             self.stats.total = total
-            if self._see(docs) == UNORDERED and sought:
+            if self._see(docs) == UNORDERED and trusting:
                 raise GiniIncompleteListing(
-                    "Gini's document list left creation-date order after its first pages had shown "
-                    "one, so the pages skipped on the strength of that order may hold documents. "
-                    f"{self.stats.describe()}"
+                    "Gini's document list left creation-date order after showing one, so the pages "
+                    f"skipped on the strength of that order may hold documents. {self.stats.describe()}"
                 )
-            if previous is None:
-                fresh = docs
-            else:
-                pos = max((i for i, d in enumerate(docs) if _ident(d) in previous), default=None)
-                if pos is None:  # documents before this page were deleted: step back to our place
+            pos = -1
+            if anchors:
+                found = [i for i, d in enumerate(docs) if _ident(d) in anchors]
+                if not found:  # documents before this page were deleted: step back to our place
                     offset = pages.step_back(offset)
                     docs, total = pages.at(offset)
-                    stepped = True
                     continue
-                if pos and pos >= (len(docs) - 1) / 2 and not stepped:
-                    raise GiniIncompleteListing(
-                        f"Gini's page at offset {offset} mostly repeats the page before: it does not "
-                        f"page by {pages.param!r}, or many documents were added meanwhile (run again). "
-                        f"{self.stats.describe()}"
-                    )
-                fresh, stepped, pages.resyncs = docs[pos + 1 :], False, 0
-            end = offset + len(docs)
-            if not sought and fresh and self._before(created(fresh[-1])) and end < total:
-                # Still short of the window: look for its start instead of paging up to it.
-                sought = True
-                offset, docs, total = pages.seek(end - 1, total)
-                previous = None
-                continue
-            for doc in fresh:
+                pos = found[-1]
+            fresh = [d for d in docs[pos + 1 :] if _ident(d) not in again and near.take(d)]
+            for doc in [] if start else fresh:
                 date = created(doc)
                 if self._past(date):
                     return
                 if self._inside(date):
                     yield doc
-            if end >= total:
+            start = False
+            if offset + len(docs) >= total:
                 return  # every position up to totalCount has been listed
-            if not fresh:
-                raise GiniIncompleteListing(
-                    f"Gini listed {len(docs)} document(s) at offset {offset} and none after the "
-                    f"previous page's, short of its totalCount {total}. {self.stats.describe()}"
-                )
-            previous = {_ident(d) for d in docs}
-            offset = end - 1
+            pages.size = max(pages.size, len(docs))
+            edge, k = created(docs[-1]), len(docs)
+            while k and created(docs[k - 1]) == edge:  # k: where the page's last millisecond starts
+                k -= 1
+            if k < 2 or (anchors and not fresh and not pages.resyncs):
+                # The page's last millisecond starts too early to place the next page after it, or
+                # the page brought nothing new: a bigger page.
+                again |= _ids(docs)
+                docs, total = pages.grow(offset, edge)
+                continue
+            if fresh or not anchors:
+                pages.resyncs = 0
+            anchors, again = _ids(docs[:k]), set()
+            offset += k - 1
             docs, total = pages.at(offset)
+
+
+class _Recent:
+    """The listed documents of the last two creation dates an offset listing has seen: a page
+    that starts before the last one brings them again, in whatever order Gini gives documents
+    of one millisecond, and they are listed only once."""
+
+    def __init__(self) -> None:
+        self.dates: list[int] = []
+        self.ids: dict[str, int] = {}
+
+    def take(self, doc: Doc) -> bool:
+        """Whether the document is new to the listing."""
+        ident, date = _ident(doc), created(doc)
+        if ident in self.ids:
+            return False
+        if date not in self.dates:
+            self.dates = [*self.dates[-1:], date]
+            self.ids = {i: d for i, d in self.ids.items() if d in self.dates}
+        self.ids[ident] = date
+        return True
 
 
 class _Edge:
@@ -417,32 +445,19 @@ class _Edge:
         return True
 
 
-def _moved_on(first: list[Doc], offset: int, docs: list[Doc], total: int) -> bool:
-    """Whether ``docs``, asked for at ``offset``, is where positional paging puts it, whatever
-    was added or deleted meanwhile. At the first page's last position: that document has moved
-    up to the front, or the first page's documents are all behind, or the list has shrunk to
-    end before it. Further on: none of the first page's documents, or nothing if the count has
-    shrunk to nothing there; and nothing that comes before the first page's last document in
-    the first page's order (documents added at the list's head move an ignored offset's answer
-    off the first page, but not behind it)."""
-    ids = [_ident(d) for d in docs]
-    if offset == len(first) - 1 and _ident(first[-1]) in ids:
-        # at the front, give or take what was added meanwhile; not where it was
-        return ids.index(_ident(first[-1])) == 0 or ids.index(_ident(first[-1])) < offset / 2
-    if docs:
-        order = (created(first[-1]) > created(first[0])) - (created(first[-1]) < created(first[0]))
-        behind = any(order * (created(d) - created(first[-1])) < 0 for d in docs)
-        return not behind and not {_ident(d) for d in first} & set(ids)
-    return total <= offset
-
-
 class _Positions:
     """Pages by position: which parameter carries the offset (``offset``, or ``next`` as
     gini-api-ruby sends it), stepping back after deletions, and finding where a window starts."""
 
     def __init__(self, listing: DocumentListing, first: list[Doc], total: int) -> None:
-        self.listing, self.first, self.first_total = listing, first, total
+        self.listing, self.first = listing, _ids(first)
+        # The first page's last millisecond: Gini may order its documents anew on every request,
+        # so they may be found at later positions.
+        self.boundary = {_ident(d) for d in first if created(d) == created(first[-1])}
+        self.dates = [created(d) for d in first]
+        self.first_total = total
         self.limit = listing.limit
+        self.size = len(first)  # the longest page Gini has given
         self.param = "offset"
         self.resyncs = 0
 
@@ -452,50 +467,86 @@ class _Positions:
             raise GiniProtocolError("Gini answered a page of the document list without its totalCount")
         return docs, total
 
-    def probe(self, offset: int) -> tuple[list[Doc], int]:
-        """The page at ``offset``, proving that positions work: with ``offset``, and failing
-        that with ``next`` as gini-api-ruby sends it. A server that reads neither answers the
-        first page again, or (reading ``next`` as a creation date, so small a one) nothing."""
-        while True:
-            docs, total = self.at(offset)
-            if not offset or _moved_on(self.first, offset, docs, total):
+    def prove(self, total: int) -> tuple[list[Doc], int]:
+        """The page at the list's last position, asked for by ``offset`` and, failing that, by
+        ``next``. A server that reads the parameter as a position answers at least one document
+        and no more than remain after it, none of them the first page's (but for its last
+        millisecond's), in the order the first page started; one that does not (or reads
+        ``next`` as a small creation date) answers the list's start again, or nothing. A list
+        that shrank past the position proves nothing: it is asked again at its new end. Where
+        the list changed meanwhile, or the first page is all one millisecond, that is not proof
+        enough: a position past the end must then answer nothing (or be refused), where the
+        list's start would come back."""
+        for self.param in ("offset", "next"):
+            for _ in range(MAX_RESYNCS):
+                offset = total - 1
+                docs, total = self.at(offset)
+                if total > offset:
+                    break
+                if total <= len(self.first):
+                    raise self._changing()
+            else:
+                raise self._changing()
+            dates = [*self.dates, *(created(d) for d in docs)]
+            steps = {(b > a) - (b < a) for a, b in itertools.pairwise(dates)} - {0}
+            if not (
+                docs
+                and len(docs) <= total - offset
+                and len(steps) < 2  # the list's end continues its start's order
+                and not _ids(docs) & self.first - self.boundary
+            ):
+                continue
+            if total == self.first_total and self.boundary != self.first:
                 return docs, total
-            if self.param == "next":
-                raise _NotPositional
-            self.param = "next"
+            try:
+                beyond, _ = self.at(total + self.limit)
+            except GiniRejected:
+                return docs, total  # an offset out of range refused: it is read as one
+            if not beyond:
+                return docs, total
+        raise _NotPositional
+
+    def grow(self, offset: int, date: int) -> tuple[list[Doc], int]:
+        self.limit *= 2
+        if self.limit > self.listing.limit * MAX_GROWTH:
+            raise GiniIncompleteListing(
+                f"Gini's document list cannot be paged past creation date {date}: more documents share "
+                f"it than a page of {self.limit // 2} holds. {self.listing.stats.describe()}"
+            )
+        return self.at(offset)
 
     def step_back(self, offset: int) -> int:
         self.resyncs += 1
         if offset == 0 or self.resyncs > MAX_RESYNCS:
-            raise GiniIncompleteListing(
-                "Gini's document list changed under the listing: the documents of the previous page "
-                f"were no longer where they were, {self.resyncs} time(s). Run it again. "
-                f"{self.listing.stats.describe()}"
-            )
-        return max(0, offset - (self.limit - 1))
+            raise self._changing()
+        return max(0, offset - (self.size - 1))
+
+    def _changing(self) -> GiniIncompleteListing:
+        return GiniIncompleteListing(
+            "Gini's document list changed under the listing faster than it could follow (documents "
+            f"were no longer where they had been). Run it again. {self.listing.stats.describe()}"
+        )
 
     def seek(self, lo: int, total: int) -> tuple[int, list[Doc], int]:
         """The page where the window starts: it begins with a document before the window (in the
         order seen), found by bisecting positions, the tail first when the list is oldest first,
-        since that is where a recent window is."""
+        since that is where a recent window is. Positions before it are all before the window."""
         listing = self.listing
-        hi, tail, totals = total, listing._order == ASCENDING, {total}
-        while hi - lo > self.limit - 1:
-            mid = max(lo + 1, hi - self.limit + 1) if tail else (lo + hi) // 2
+        hi, tail = total, listing._order == ASCENDING
+        while hi - lo > self.size - 1:
+            mid = max(lo + 1, hi - self.size + 1) if tail else (lo + hi) // 2
             tail = False
-            docs, total = self.probe(mid)
-            hi, totals = min(hi, total), totals | {total}
+            docs, total = self.at(mid)
+            hi = min(hi, total)
             if not docs or not listing._before(created(docs[0])):
                 hi = min(hi, mid)
             elif listing._before(created(docs[-1])):
                 lo = mid + len(docs) - 1
             else:
                 return mid, docs, total
-        if lo >= hi - 1 and totals == {hi}:
-            return total, [], total  # the list's last document is before the window: it is empty
         offset = lo
         while True:
-            docs, total = self.probe(offset)
+            docs, total = self.at(offset)
             if (docs and listing._before(created(docs[0]))) or (not docs and not offset):
                 return offset, docs, total
             offset = self.step_back(offset)  # deleted documents moved the window's start back

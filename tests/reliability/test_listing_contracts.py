@@ -36,6 +36,7 @@ class Server:
     offset_param: str  # offset: "offset", or "next" as gini-api-ruby sends it
     total_count: bool  # cursor: also answer a totalCount
     churn: random.Random | None  # add and delete documents between requests
+    ties: random.Random | None  # order documents of one millisecond anew for every request
     deleted: set[str] = field(default_factory=set)
     ever: dict[str, int] = field(default_factory=dict)
     requests: int = 0
@@ -45,7 +46,12 @@ class Server:
         assert self.requests < 3000, "the listing does not end"
         if self.churn is not None and self.requests > 1:
             self._change(self.churn)
+        # Documents of one millisecond in id order, or (as an SQL ORDER BY without a tiebreaker
+        # may) in any order, anew for every request.
         items = sorted(self.docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=not self.ascending)
+        if self.ties is not None:
+            rng = self.ties
+            items.sort(key=lambda kv: (kv[1] if self.ascending else -kv[1], rng.random()))
         limit = min(params["limit"], self.cap or params["limit"])
         body: dict[str, Any] = {}
         if self.contract == "offset":
@@ -84,6 +90,7 @@ CASES = st.fixed_dictionaries(
         "offset_param": st.sampled_from(["offset", "next"]),
         "total_count": st.booleans(),
         "churn": st.none() | st.integers(min_value=0, max_value=2**32),
+        "ties": st.none() | st.integers(min_value=0, max_value=2**32),
         "page_size": st.sampled_from([1, 2, 3, 4, 7, 20, 30, 50]),
         "lower": st.none() | st.integers(min_value=0, max_value=1000),
         "upper": st.none() | st.integers(min_value=0, max_value=1100),
@@ -109,6 +116,7 @@ def test_every_contract_lists_the_window_exactly_once_or_says_why_not(case: dict
         case["offset_param"],
         case["total_count"],
         churn,
+        None if case["ties"] is None else random.Random(case["ties"]),
         ever=dict(docs),
     )
     listing = DocumentListing(server, lower, upper, case["page_size"])
