@@ -311,8 +311,9 @@ def main() -> int:
     text = "\n".join(table) + "\n"
     print(text)
     if not args.quick:
-        keep = RESULTS.read_text().split("\n## Sandbox capacity", 1) if RESULTS.exists() else ["", ""]
-        RESULTS.write_text(text + ("\n## Sandbox capacity" + keep[1] if len(keep) > 1 else ""))
+        # The sections after the table (each "## ...") are measured by other commands: kept.
+        keep = RESULTS.read_text().split("\n## ", 1) if RESULTS.exists() else [""]
+        RESULTS.write_text(text + ("\n## " + keep[1] if len(keep) > 1 else ""))
     return 0
 
 
