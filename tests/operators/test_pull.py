@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import textwrap
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -67,6 +68,21 @@ def pull_dag(dag_file: Callable[..., Any]) -> Callable[..., Any]:
         return dag_file(PULL_DAG.replace("PENDING_TIMEOUT", repr(pending_timeout)))
 
     return make
+
+
+def pull_day_six(destination: Path, pending_timeout: float) -> Any:
+    """The pull of 2026-01-06's documents, executed directly (no DAG run)."""
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    operator = GiniPullDocumentsOperator(
+        task_id="pull",
+        destination=str(destination),
+        created_after=day(6),
+        created_before=day(7),
+        pending_timeout=pending_timeout,
+        poll_interval=0.1,
+    )
+    return operator.execute({"run_id": f"manual_{uuid.uuid4().hex[:8]}"})  # type: ignore[arg-type]
 
 
 def run(dag: Any, when: datetime, destination: Path) -> Any:
@@ -185,19 +201,10 @@ def test_document_still_pending_fails_the_task_by_name_and_a_retry_gets_it(
 
 def test_pending_failure_message_names_the_ids(gini_connection: RunningSandbox, tmp_path: Path) -> None:
     from airflow_provider_gini.client.errors import GiniProcessingTimeout
-    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
     ids = gini_connection.insert_documents(count=2, creationDate=ms(day(6)) + 1000, readyIn=3600)
-    operator = GiniPullDocumentsOperator(
-        task_id="pull",
-        destination=str(tmp_path),
-        created_after=day(6),
-        created_before=day(7),
-        pending_timeout=0.2,
-        poll_interval=0.1,
-    )
     with pytest.raises(GiniProcessingTimeout) as caught:
-        operator.execute({"run_id": "manual_1"})  # type: ignore[arg-type]
+        pull_day_six(tmp_path, pending_timeout=0.2)
     assert sorted(caught.value.document_ids) == sorted(ids)
     assert all(i in str(caught.value) for i in ids)
 
@@ -401,7 +408,6 @@ def test_an_undocumented_progress_is_waited_for_and_recorded_as_pending(
     gini_connection: RunningSandbox, tmp_path: Path
 ) -> None:
     from airflow_provider_gini.client.errors import GiniProcessingTimeout
-    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
     [soon] = gini_connection.insert_documents(
         creationDate=ms(day(6)) + 1000, readyIn=1, pendingProgress="QUEUED"
@@ -409,16 +415,8 @@ def test_an_undocumented_progress_is_waited_for_and_recorded_as_pending(
     [stuck] = gini_connection.insert_documents(
         creationDate=ms(day(6)) + 2000, readyIn=3600, pendingProgress="QUEUED"
     )
-    operator = GiniPullDocumentsOperator(
-        task_id="pull",
-        destination=str(tmp_path),
-        created_after=day(6),
-        created_before=day(7),
-        pending_timeout=2,
-        poll_interval=0.1,
-    )
     with pytest.raises(GiniProcessingTimeout) as caught:
-        operator.execute({"run_id": "manual_queued"})  # type: ignore[arg-type]
+        pull_day_six(tmp_path, pending_timeout=2)
     assert caught.value.document_ids == [stuck]
     lines = {
         line["id"]: line
