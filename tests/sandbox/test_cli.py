@@ -111,6 +111,27 @@ def test_serve_seeded_by_default() -> None:
         assert httpx.get(f"{base}/__sandbox/health", timeout=10).json()["documents"] > 0
 
 
+def test_serve_with_a_profile_and_switches() -> None:
+    """--profile legacy --order descending --error-body items: offset paging with a totalCount,
+    newest first, API v5 error bodies."""
+    with _serve("--profile", "legacy", "--order", "descending", "--error-body", "items") as (base, _):
+        headers = {"Authorization": f"Bearer {_token(base)}", "Accept": "application/vnd.gini.v1+json"}
+        first = httpx.get(f"{base}/documents", params={"limit": 3}, headers=headers, timeout=10).json()
+        assert list(first) == ["totalCount", "documents"]
+        dates = [d["creationDate"] for d in first["documents"]]
+        assert dates == sorted(dates, reverse=True)
+        missing = httpx.get(f"{base}/documents/nope", headers=headers, timeout=10).json()
+        assert missing["items"][0]["code"] == "2501"
+
+
+def test_unknown_profile_is_refused() -> None:
+    result = subprocess.run(  # noqa: S603
+        [*MODULE, "--profile", "newest", "--print-connection"], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 2
+    assert "invalid choice: 'newest'" in result.stderr
+
+
 def test_serve_with_fault() -> None:
     fault = json.dumps({"kind": "status", "status": 503, "first": 1})
     with _serve("--no-seed", "--fault", fault) as (base, _):
