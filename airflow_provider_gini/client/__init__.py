@@ -14,6 +14,7 @@ from airflow_provider_gini.client.errors import (
     GiniConflict,
     GiniError,
     GiniHTTPError,
+    GiniIncompleteListing,
     GiniInvalidClientCredentials,
     GiniInvalidUserCredentials,
     GiniNotFound,
@@ -26,6 +27,7 @@ from airflow_provider_gini.client.errors import (
     GiniTransportError,
     GiniUnauthorized,
 )
+from airflow_provider_gini.client.listing import DocumentListing, ListingStats
 from airflow_provider_gini.client.settings import ClientSettings, RetrySettings
 from airflow_provider_gini.client.transport import GiniSession
 
@@ -50,6 +52,7 @@ class GiniClient(GiniAPI):
 
 __all__ = [
     "ClientSettings",
+    "DocumentListing",
     "GiniAPI",
     "GiniAuthError",
     "GiniClient",
@@ -57,6 +60,7 @@ __all__ = [
     "GiniConflict",
     "GiniError",
     "GiniHTTPError",
+    "GiniIncompleteListing",
     "GiniInvalidClientCredentials",
     "GiniInvalidUserCredentials",
     "GiniNotFound",
@@ -69,6 +73,7 @@ __all__ = [
     "GiniSession",
     "GiniTransportError",
     "GiniUnauthorized",
+    "ListingStats",
     "RetrySettings",
     "epoch_ms",
 ]

@@ -23,6 +23,7 @@ from airflow_provider_gini.client.errors import (
     GiniProcessingError,
     GiniProcessingTimeout,
     GiniProtocolError,
+    shown,
 )
 from airflow_provider_gini.client.listing import DocumentListing
 from airflow_provider_gini.client.transport import GiniSession, json_of
@@ -46,6 +47,15 @@ _MAGIC = (
 )
 
 
+def warn_undocumented(document_id: str, progress: str) -> None:
+    log.warning(
+        "Gini document %s has progress %r, which Gini does not document; waiting for COMPLETED or "
+        "ERROR as for PENDING",
+        document_id,
+        shown(progress, 40),
+    )
+
+
 def epoch_ms(moment: Moment) -> int:
     """Epoch milliseconds from an aware datetime (naive means UTC) or a number of epoch ms."""
     if isinstance(moment, datetime):
@@ -65,6 +75,9 @@ def segment(document_id: str) -> str:
 
 class GiniAPI:
     """The document and payment API. Subclasses provide the ``gini`` session."""
+
+    # The feedback verb this client has found the server takes (send_feedback).
+    _feedback_method: str = "POST"
 
     @property
     def gini(self) -> GiniSession:
@@ -135,11 +148,19 @@ class GiniAPI:
             # Gini documents only 404 here, and no source shows what a document still being
             # processed answers (404 or 409): the document itself says which it is.
             progress = self.get_document(document_id)["progress"]  # GiniNotFound: it is gone
-            if progress == "COMPLETED":
-                raise
+            if progress == "ERROR":
+                raise GiniProcessingError(
+                    f"Gini could not process document {document_id} (progress ERROR): it has no extractions",
+                    document_id=document_id,
+                ) from exc
+            state = (
+                "COMPLETED, yet Gini has no extractions for it"
+                if progress == "COMPLETED"
+                else f"{shown(progress, 40)}: its extractions are available once Gini has processed it "
+                "(wait with wait_for_processing or GiniDocumentProcessedSensor)"
+            )
             raise GiniConflict(
-                f"Document {document_id} is {progress}: its extractions are available once Gini has "
-                "processed it (wait with wait_for_processing or GiniDocumentProcessedSensor)",
+                f"Document {document_id} is {state}",
                 status=exc.status or 409,
                 request_id=exc.request_id,
                 codes=exc.codes,
@@ -280,17 +301,12 @@ class GiniAPI:
                     f"Gini could not process document {document_id} (progress ERROR)", document_id=document_id
                 )
             if progress not in KNOWN_PROGRESS and not warned:
-                log.warning(
-                    "Gini document %s has progress %r, which Gini does not document; "
-                    "waiting for COMPLETED or ERROR as for PENDING",
-                    document_id,
-                    progress[:40],
-                )
+                warn_undocumented(document_id, progress)
                 warned = True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise GiniProcessingTimeout(
-                    f"Document {document_id} was still {progress[:40]} after {timeout:g} s",
+                    f"Document {document_id} was still {shown(progress, 40)} after {timeout:g} s",
                     document_ids=[document_id],
                 )
             time.sleep(min(poll_interval, remaining))
@@ -304,20 +320,22 @@ class GiniAPI:
         """Send corrected extractions, e.g. ``{"amountToPay": {"value": "12.50:EUR"}}``.
 
         Gini's SDKs send POST since 2021-08; the Pay API docs show PUT. POST goes first, and a
-        405 turns this client to PUT for good (docs/gini-compat.md). Sending the same
-        correction twice leaves the same state, so it is retried like a read."""
+        405 turns this hook to PUT for its remaining calls (docs/gini-compat.md). A POST creates
+        a feedback record each time, so it is retried only when it never reached Gini; a PUT,
+        which replaces, like a read."""
         body: dict[str, Any] = {"extractions": dict(extractions)}
         if compound_extractions:
             body["compoundExtractions"] = dict(compound_extractions)
         path = f"/documents/{segment(document_id)}/extractions/feedback"
         while True:
-            method = getattr(self, "_feedback_method", "POST")
+            method = self._feedback_method
             try:
                 self.gini.call(
                     method,
                     path,
                     what=f"{method} feedback",
                     read=lambda r: None,
+                    idempotent=method == "PUT",
                     json=body,
                     expect=(204,),
                     headers={"Content-Type": self.gini.settings.media_type},

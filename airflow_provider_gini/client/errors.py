@@ -3,6 +3,18 @@ its body, so printing one can leak no credential or token."""
 
 from __future__ import annotations
 
+import unicodedata
+
+# Control, format (bidi overrides, zero-width), surrogate, private-use, unassigned and line or
+# paragraph separator characters: text from Gini goes into messages and log lines, where these
+# could forge or hide a line, or fail a strict UTF-8 log handler.
+_HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def shown(text: str, limit: int = 300) -> str:
+    """Text from Gini, fit to show in a message: hidden characters as '?', at most ``limit``."""
+    return "".join("?" if unicodedata.category(c) in _HIDDEN else c for c in text[:limit])
+
 
 class GiniError(Exception):
     """Base of every error this package raises about Gini."""

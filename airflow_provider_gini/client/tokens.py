@@ -70,7 +70,8 @@ def parse_token(body: Any) -> Token:
         )
     # Optional, as in Gini's iOS SDKs (Token.swift decodes it only if present; a fixture has
     # none): docs/gini-compat.md. When given, it must be bearer.
-    token_type = body.get("token_type", "bearer")
+    token_type = body.get("token_type")
+    token_type = "bearer" if token_type is None else token_type
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = (
             token_type if isinstance(token_type, str) and len(token_type) < 40 else type(token_type).__name__
@@ -171,6 +172,10 @@ class TokenManager:
                 self._obtain()
             assert self._access is not None
             return self._access
+
+    def current(self) -> tuple[str, ...]:
+        """The tokens held now, for redacting text that may echo them."""
+        return tuple(t for t in (self._access, self._refresh) if t)
 
     def invalidate(self, rejected: str) -> None:
         """Forget ``rejected`` after a 401, unless another thread already replaced it."""

@@ -32,6 +32,7 @@ from airflow_provider_gini.client.errors import (
     GiniRejected,
     GiniTransportError,
     GiniUnauthorized,
+    shown,
 )
 from airflow_provider_gini.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_gini.client.settings import ClientSettings
@@ -39,7 +40,7 @@ from airflow_provider_gini.client.tokens import SecretDict, Token, TokenManager,
 
 T = TypeVar("T")
 USER_AGENT = f"airflow-provider-gini/{__version__}"
-_UNPRINTABLE = re.compile(r"[^\x20-\x7e\u00a0-\uffff]")
+_CODE = re.compile(r"\A[A-Za-z0-9._-]{1,20}\Z")
 _ERROR_CLASSES: dict[int, type[GiniHTTPError]] = {
     400: GiniRejected,
     401: GiniUnauthorized,
@@ -95,23 +96,26 @@ def json_of(response: requests.Response) -> Any:
 
 
 def _loose_json(content: bytes) -> Any:
-    """An error body's JSON, or None when it is not JSON: error bodies may be anything."""
+    """An error body's JSON, or None when it is not JSON: error bodies may be anything (nested
+    too deep for the parser included)."""
     try:
         return json.loads(content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
 def _error_message(response: requests.Response) -> tuple[str, str | None, tuple[str, ...]]:
     """The message, request id and error codes of an error answer, from either body Gini sends:
     ``{"message", "requestId"}`` (the Pay API, gini-api-ruby) or ``{"items": [{"code", "message",
-    "object"}], "requestId", "message"?}`` (API v5, the mobile SDKs). docs/gini-compat.md."""
-    request_id = response.headers.get("X-Request-Id")
+    "object"}], "requestId", "message"?}`` (API v5, the mobile SDKs). docs/gini-compat.md.
+    The objects an item names are left out of 401 and 403 answers: they concern credentials."""
+    header = response.headers.get("X-Request-Id")
+    request_id = shown(header, 100) if header else None
     body = _loose_json(response.content[:65536])
     if not isinstance(body, dict):
         return "no readable error message", request_id, ()
     if request_id is None and isinstance(body.get("requestId"), str):
-        request_id = _UNPRINTABLE.sub("?", body["requestId"])[:100]
+        request_id = shown(body["requestId"], 100)
     top = body.get("message") or body.get("error_description") or body.get("error")
     parts = [top] if isinstance(top, str) and top else []
     codes: list[str] = []
@@ -120,18 +124,18 @@ def _error_message(response: requests.Response) -> tuple[str, str | None, tuple[
         if not isinstance(item, dict):
             continue
         code, text, objects = item.get("code"), item.get("message"), item.get("object")
-        code = str(code)[:20] if isinstance(code, (str, int)) and not isinstance(code, bool) else None
+        code = str(code) if isinstance(code, (str, int)) and not isinstance(code, bool) else None
         part = text if isinstance(text, str) else ""
-        if code:
+        if code and _CODE.match(code):
             codes.append(code)
             part = f"{part} (code {code})" if part else f"code {code}"
-        if isinstance(objects, list) and objects:
+        if isinstance(objects, list) and objects and response.status_code not in (401, 403):
             part += " [" + ", ".join(str(o)[:64] for o in objects[:5]) + "]"
         if part and part not in parts:
             parts.append(part)
     if not parts:
         return "no readable error message", request_id, tuple(codes)
-    return _UNPRINTABLE.sub("?", "; ".join(parts))[:500], request_id, tuple(codes)
+    return shown("; ".join(parts), 500), request_id, tuple(codes)
 
 
 class GiniSession:
@@ -221,6 +225,7 @@ class GiniSession:
         if status in expect:
             return
         message, request_id, codes = _error_message(response)
+        message = self._redact(message)
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
         if status == 401:
             message = f"{message}; a freshly issued token was refused too"
@@ -232,6 +237,13 @@ class GiniSession:
             retry_after=retry_after,
             codes=codes,
         )
+
+    def _redact(self, text: str) -> str:
+        """``text`` without any secret this session knows: an error body may echo one."""
+        for secret in (self.settings.password, self.settings.client_secret, *self.tokens.current()):
+            if secret and len(secret) >= 4:
+                text = text.replace(secret, "<redacted>")
+        return text
 
     def _send_grant(self, grant: str, form: dict[str, str]) -> Token:
         url = f"{self.settings.user_center_url}/oauth/token"

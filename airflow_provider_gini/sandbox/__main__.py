@@ -58,7 +58,10 @@ def parser() -> argparse.ArgumentParser:
         "--cursor", choices=["inclusive", "exclusive"], help="pay-api: does next=<ms> include <ms>"
     )
     api.add_argument(
-        "--total-count", action="store_true", default=None, help="pay-api: answer a totalCount too"
+        "--total-count",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pay-api: answer a totalCount too",
     )
     api.add_argument("--offset-param", choices=["offset", "next"], help="legacy: the offset's parameter")
     api.add_argument("--max-limit", type=int, help="largest limit accepted (default 250)")
@@ -69,7 +72,9 @@ def parser() -> argparse.ArgumentParser:
         "--pending-status", type=int, choices=[404, 409], help="extractions etc. of unfinished documents"
     )
     api.add_argument(
-        "--feedback-methods", type=lambda v: v.upper().split(","), help="e.g. PUT (POST then answers 405)"
+        "--feedback-methods",
+        type=lambda v: [m.strip().upper() for m in v.split(",") if m.strip()],
+        help="e.g. PUT (POST then answers 405)",
     )
     return p
 

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from airflow_provider_gini.sandbox.api_auth import sandbox
 from airflow_provider_gini.sandbox.documents import base_url, document_bytes, document_json
@@ -23,6 +23,14 @@ from airflow_provider_gini.sandbox.invoices import make_paper
 from airflow_provider_gini.sandbox.state import Document, SandboxState
 
 router = APIRouter(prefix="/__sandbox", tags=["sandbox admin"])
+# A progress an unfinished document may show: upper-case words, but not COMPLETED or ERROR.
+UNFINISHED = r"^[A-Z][A-Z_]{0,39}$"
+
+
+def _unfinished(value: str | None) -> str | None:
+    if value in ("COMPLETED", "ERROR"):
+        raise ValueError("an unfinished document cannot show COMPLETED or ERROR")
+    return value
 
 
 class NewDocuments(BaseModel):
@@ -35,10 +43,10 @@ class NewDocuments(BaseModel):
     )
     pendingProgress: str = Field(
         default="PENDING",
-        min_length=1,
-        max_length=40,
+        pattern=UNFINISHED,
         description="The progress shown until ready, e.g. QUEUED (a value Gini does not document)",
     )
+    _check_progress = field_validator("pendingProgress")(_unfinished)
     outcome: Literal["COMPLETED", "ERROR"] = "COMPLETED"
     readyIn: float = Field(default=0.0, ge=0, description="Seconds the documents stay PENDING")
     doctype: Literal["Invoice", "RemittanceSlip"] | None = None
@@ -49,7 +57,8 @@ class DocumentChange(BaseModel):
     outcome: Literal["COMPLETED", "ERROR"] | None = None
     readyIn: float | None = Field(default=None, ge=0)
     name: str | None = None
-    pendingProgress: str | None = Field(default=None, min_length=1, max_length=40)
+    pendingProgress: str | None = Field(default=None, pattern=UNFINISHED)
+    _check_progress = field_validator("pendingProgress")(_unfinished)
 
 
 class SettingsChange(BaseModel):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from airflow_provider_gini.sandbox.faults import FaultRule
 
@@ -55,7 +55,12 @@ class RuntimeSettings(BaseModel):
 
 class ApiProfile(BaseModel):
     """How the sandbox answers where Gini's own sources disagree or are silent. Each field names
-    its sources; docs/gini-compat.md has the table. ``profile(name, **switches)`` builds one."""
+    its sources; docs/gini-compat.md has the table. ``profile(name, **switches)`` builds one.
+    A switch that does not apply to the listing chosen (``cursor`` on ``legacy``, say) is
+    ignored."""
+
+    # A misspelt switch must not quietly leave the default in place.
+    model_config = ConfigDict(extra="forbid")
 
     listing: Literal["pay-api", "legacy"] = Field(
         default="pay-api",
@@ -99,11 +104,13 @@ class ApiProfile(BaseModel):
     )
     pending_status: Literal[404, 409] = Field(
         default=404,
-        description="Extractions, layout, pages and processed file of an unfinished document. The "
-        "docs list only 404; 409 is a switch with no source",
+        description="Extractions, layout, pages and processed file of an unfinished document (an "
+        "ERROR document's layout, pages and file: always 404). The docs list only 404; 409 is a "
+        "switch with no source",
     )
     feedback_methods: list[FeedbackMethod] = Field(
         default_factory=lambda: list(FEEDBACK_METHODS),
+        min_length=1,
         description="POST (every SDK since 2021-08) and PUT (the Pay API docs); the other answers 405",
     )
 

@@ -114,11 +114,11 @@ def _processed(state: SandboxState, doc: Document, what: str) -> None:
     """Gini documents only 404 ("Requested entity couldn't be found") for these resources; what a
     document still being processed answers is the profile's pending_status switch."""
     progress = doc.progress(state.clock.now())
-    status = state.config.api.pending_status
     if progress not in ("COMPLETED", "ERROR"):
+        status = state.config.api.pending_status
         raise ApiError(status, f"The {what} of document {doc.id} is not available yet: it is {progress}")
     if progress == "ERROR" and what != "extractions":
-        raise ApiError(status, f"The {what} of document {doc.id} is not available: its processing failed")
+        raise ApiError(404, f"The {what} of document {doc.id} is not available: its processing failed")
 
 
 def _json(request: Request, body: Any, status: int = 200) -> Response:

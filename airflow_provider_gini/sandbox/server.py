@@ -186,14 +186,14 @@ def serving(app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "
     runner, also used by the test suite's replay of Gini's recorded shapes."""
     sock = _bind(host, port)
     server = _uvicorn_server(app, log_level)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gini-sandbox", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gini-serving", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("The server did not start")
-        time.sleep(0.01)
     try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("The server did not start")
+            time.sleep(0.01)
         yield base_url_of(host, sock.getsockname()[1])
     finally:
         server.should_exit = True

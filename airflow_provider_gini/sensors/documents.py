@@ -11,6 +11,7 @@ from airflow.configuration import conf
 from airflow.sdk import BaseSensorOperator, Context
 
 from airflow_provider_gini._compat import AirflowSensorTimeout
+from airflow_provider_gini.client.errors import shown
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.operators.documents import complete_processing_event, fail_on_error
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
@@ -49,7 +50,7 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
 
     def poke(self, context: Context) -> bool:
         progress = fail_on_error(self.document_id, self.hook.get_document(self.document_id)["progress"])
-        self.log.info("Document %s is %s", self.document_id, progress)
+        self.log.info("Document %s is %s", self.document_id, shown(str(progress), 40))
         return bool(progress == "COMPLETED")
 
     def execute(self, context: Context) -> str:

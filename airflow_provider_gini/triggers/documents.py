@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_gini.client.errors import GiniError
+from airflow_provider_gini.client.errors import GiniError, shown
 
 # Few threads on purpose: every extra thread contends for the GIL with the event loop.
 POLLER_THREADS = 4
@@ -128,8 +128,9 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                     )
                     return
                 if self.end_time is not None and time.time() >= self.end_time:
+                    shown_progress = shown(str(progress), 40)
                     yield self._event(
-                        "timeout", progress, f"Document {self.document_id} was still {progress}"
+                        "timeout", shown_progress, f"Document {self.document_id} was still {shown_progress}"
                     )
                     return
                 # +-20% jitter: triggers deferred together would otherwise wake together, every

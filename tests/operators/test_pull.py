@@ -199,6 +199,7 @@ def test_document_still_pending_fails_the_task_by_name_and_a_retry_gets_it(
     assert (tmp_path / doc_id / "document.json").exists()
 
 
+@every_profile
 def test_pending_failure_message_names_the_ids(gini_connection: RunningSandbox, tmp_path: Path) -> None:
     from airflow_provider_gini.client.errors import GiniProcessingTimeout
 
@@ -209,6 +210,7 @@ def test_pending_failure_message_names_the_ids(gini_connection: RunningSandbox, 
     assert all(i in str(caught.value) for i in ids)
 
 
+@every_profile
 def test_hostile_names_stay_inside_the_destination(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
@@ -278,12 +280,27 @@ def test_document_gone_between_list_and_get_is_recorded(
     gini_connection: RunningSandbox, pull_dag: Callable[..., Any], tmp_path: Path
 ) -> None:
     [doc_id] = gini_connection.insert_documents(creationDate=ms(day(6)) + 1000)
-    gini_connection.add_fault("status", status=404, path=f"/documents/{doc_id}/extractions")
+    # Listed, then gone: its extractions and the document itself answer 404.
+    for path in (f"/documents/{doc_id}/extractions", f"/documents/{doc_id}"):
+        gini_connection.add_fault("status", status=404, path=path)
     dag_run = run(pull_dag(), day(7), tmp_path)
     assert dag_run.state == "success"
     line = next(line for line in manifest_lines(xcom(dag_run, "pull")) if line["id"] == doc_id)
     assert line["outcome"] == "gone"
     assert not (tmp_path / doc_id / "document.json").exists()
+
+
+def test_completed_document_without_extractions_fails_the_pull_by_name(
+    gini_connection: RunningSandbox, tmp_path: Path
+) -> None:
+    """A document that is COMPLETED and still there, whose extractions answer 404, is not gone:
+    the pull fails naming it rather than dropping it from the window."""
+    from airflow_provider_gini.client.errors import GiniConflict
+
+    [doc_id] = gini_connection.insert_documents(creationDate=ms(day(6)) + 1000)
+    gini_connection.add_fault("status", status=404, path=f"/documents/{doc_id}/extractions")
+    with pytest.raises(GiniConflict, match=f"Document {doc_id} is COMPLETED, yet Gini has no extractions"):
+        pull_day_six(tmp_path, pending_timeout=1)
 
 
 def test_operator_contract() -> None:
@@ -311,6 +328,7 @@ def test_operator_contract() -> None:
     assert [str(o.uri) for o in made[0].outlets] == ["file:///tmp/x"]
 
 
+@every_profile
 def test_progress_is_logged(
     gini_connection: RunningSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -404,6 +422,7 @@ def test_a_window_of_650_documents_is_pulled_exactly_once(
     assert {p.name for p in tmp_path.iterdir()} == truth | {"_manifests"}
 
 
+@every_profile
 def test_an_undocumented_progress_is_waited_for_and_recorded_as_pending(
     gini_connection: RunningSandbox, tmp_path: Path
 ) -> None:

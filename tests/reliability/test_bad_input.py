@@ -414,6 +414,9 @@ SERVER_CASES: dict[str, ServerCase] = {
         always(is_token, json_body(set_key("expires_in", 10**400))), r"invalid expires_in", GiniRetryError
     ),
     "missing expires_in": ServerCase(always(is_token, json_body(set_key("expires_in", None)))),
+    # gini-mobile-ios decodes token_type only if present (docs/gini-compat.md, Tokens).
+    "missing token_type": ServerCase(always(is_token, json_body(set_key("token_type", None)))),
+    "token_type null": ServerCase(always(is_token, json_body(lambda b: b.update(token_type=None)))),
     "token_type mac": ServerCase(
         always(is_token, json_body(set_key("token_type", "mac"))),
         r"token_type 'mac'; only bearer is supported",

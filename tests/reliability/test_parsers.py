@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import tempfile
 import time
+import unicodedata
 from collections.abc import Iterator
 from email.utils import formatdate
 from pathlib import Path
@@ -22,7 +24,9 @@ from airflow_provider_gini.client.api import GiniAPI
 from airflow_provider_gini.client.errors import GiniError, GiniProtocolError
 from airflow_provider_gini.client.listing import MAX_GROWTH, created
 from airflow_provider_gini.client.retry import parse_retry_after
+from airflow_provider_gini.client.settings import ClientSettings
 from airflow_provider_gini.client.tokens import Token, parse_token
+from airflow_provider_gini.client.transport import GiniSession, _error_message
 from airflow_provider_gini.pull.manifest import KEY_EXTRACTIONS, ManifestLine, flatten
 from airflow_provider_gini.pull.storage import Store, destination_path
 
@@ -264,3 +268,58 @@ def test_a_manifest_line_is_one_line_of_json(name: Any, extractions: Any, outcom
 
 def test_typed_errors_are_gini_errors() -> None:
     assert issubclass(GiniProtocolError, GiniError)
+
+
+# --- error bodies -----------------------------------------------------------------------------
+
+HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+
+
+def answer(status: int, body: bytes, request_id: str | None = None) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response._content = body
+    if request_id is not None:
+        response.headers["X-Request-Id"] = request_id
+    return response
+
+
+@SETTINGS
+@given(JSON, st.sampled_from([400, 401, 403, 404, 429, 500, 503]))
+@example({"items": [{"code": 2501, "message": "a\u2028b\u202ec\ud800", "object": ["x"]}]}, 404)
+@example({"items": [{"code": "bad code\n", "message": "m"}], "requestId": "r" * 500}, 400)
+def test_error_messages_from_any_body_are_plain_and_short(body: Any, status: int) -> None:
+    """Whatever an error body holds: a message of plain characters, a request id and codes of
+    bounded size, and nothing an item names on a 401 or 403."""
+    message, request_id, codes = _error_message(answer(status, json.dumps(body).encode()))
+    for text in (message, request_id or ""):
+        assert not {unicodedata.category(c) for c in text} & HIDDEN, repr(text)
+    assert len(message) <= 500
+    assert request_id is None or len(request_id) <= 100
+    assert all(re.fullmatch(r"[A-Za-z0-9._-]{1,20}", code) for code in codes)
+
+
+def test_error_message_reads_both_shapes() -> None:
+    v5 = b'{"items":[{"code":"2013","message":"Unauthorized","object":["doc1"]},{"code":"2014"}],"requestId":"r-1"}'
+    assert _error_message(answer(400, v5)) == (
+        "Unauthorized (code 2013) [doc1]; code 2014",
+        "r-1",
+        ("2013", "2014"),
+    )
+    assert _error_message(answer(403, v5))[0] == "Unauthorized (code 2013); code 2014"  # objects left out
+    legacy = b'{"message": "Validation of the request entity failed", "requestId": "r-2"}'
+    assert _error_message(answer(400, legacy, "from-header")) == (
+        "Validation of the request entity failed",
+        "from-header",
+        (),
+    )
+    assert _error_message(answer(500, b"[" * 70_000))[0] == "no readable error message"
+
+
+def test_error_messages_never_carry_a_secret_the_session_knows() -> None:
+    settings = ClientSettings(
+        client_id="c", client_secret="client-secret-1", username="u@example.com", password="pass-word-2"
+    )
+    session = GiniSession(settings)
+    echoed = "Bad request for u@example.com with pass-word-2 and client-secret-1"
+    assert session._redact(echoed) == "Bad request for u@example.com with <redacted> and <redacted>"

@@ -124,6 +124,25 @@ def test_serve_with_a_profile_and_switches() -> None:
         assert missing["items"][0]["code"] == "2501"
 
 
+def test_serve_with_the_other_switches() -> None:
+    args = ("--cursor", "exclusive", "--total-count", "--pending-status", "409", "--feedback-methods", "put")
+    with _serve(*args) as (base, _):
+        headers = {"Authorization": f"Bearer {_token(base)}", "Accept": "application/vnd.gini.v1+json"}
+        first = httpx.get(f"{base}/documents", params={"limit": 2}, headers=headers, timeout=10).json()
+        assert first["totalCount"] > 2
+        last = first["documents"][-1]
+        second = httpx.get(
+            f"{base}/documents",
+            params={"limit": 2, "next": last["creationDate"]},
+            headers=headers,
+            timeout=10,
+        ).json()
+        assert last["id"] not in {d["id"] for d in second["documents"]}  # exclusive
+        feedback = f"{base}/documents/{last['id']}/extractions/feedback"
+        body = {"extractions": {"amountToPay": {"value": "1.00:EUR"}}}
+        assert httpx.post(feedback, json=body, headers=headers, timeout=10).status_code == 405
+
+
 def test_unknown_profile_is_refused() -> None:
     result = subprocess.run(  # noqa: S603
         [*MODULE, "--profile", "newest", "--print-connection"], capture_output=True, text=True, timeout=60
