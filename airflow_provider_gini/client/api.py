@@ -47,15 +47,6 @@ _MAGIC = (
 )
 
 
-def warn_undocumented(document_id: str, progress: str) -> None:
-    log.warning(
-        "Gini document %s has progress %r, which Gini does not document; waiting for COMPLETED or "
-        "ERROR as for PENDING",
-        document_id,
-        shown(progress, 40),
-    )
-
-
 def epoch_ms(moment: Moment) -> int:
     """Epoch milliseconds from an aware datetime (naive means UTC) or a number of epoch ms."""
     if isinstance(moment, datetime):
@@ -283,33 +274,46 @@ class GiniAPI:
             "POST", path, what=what, read=location, idempotent=False, expect=(201,), **kwargs
         )
 
+    def poll_document(self, document_id: str, timeout: float, poll_interval: float) -> dict[str, Any]:
+        """The document once it has finished (COMPLETED or ERROR), or as it is when ``timeout``
+        runs out. A progress Gini does not document is waited for like PENDING, with a warning."""
+        deadline = time.monotonic() + timeout
+        warned = False
+        while True:
+            doc = self.get_document(document_id)
+            progress = doc["progress"]
+            if progress in FINISHED:
+                return doc
+            if progress not in KNOWN_PROGRESS and not warned:
+                log.warning(
+                    "Gini document %s has progress %r, which Gini does not document; waiting for "
+                    "COMPLETED or ERROR as for PENDING",
+                    document_id,
+                    shown(progress, 40),
+                )
+                warned = True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return doc
+            time.sleep(min(poll_interval, remaining))
+
     def wait_for_processing(
         self, document_id: str, timeout: float = 300.0, poll_interval: float = 1.0
     ) -> dict[str, Any]:
         """Poll until the document is COMPLETED and return it; raise on ERROR and on timeout.
 
         A progress other than PENDING, COMPLETED and ERROR is waited for like PENDING."""
-        deadline = time.monotonic() + timeout
-        warned = False
-        while True:
-            doc = self.get_document(document_id)
-            progress = doc["progress"]
-            if progress == "COMPLETED":
-                return doc
-            if progress == "ERROR":
-                raise GiniProcessingError(
-                    f"Gini could not process document {document_id} (progress ERROR)", document_id=document_id
-                )
-            if progress not in KNOWN_PROGRESS and not warned:
-                warn_undocumented(document_id, progress)
-                warned = True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise GiniProcessingTimeout(
-                    f"Document {document_id} was still {shown(progress, 40)} after {timeout:g} s",
-                    document_ids=[document_id],
-                )
-            time.sleep(min(poll_interval, remaining))
+        doc = self.poll_document(document_id, timeout, poll_interval)
+        if doc["progress"] == "COMPLETED":
+            return doc
+        if doc["progress"] == "ERROR":
+            raise GiniProcessingError(
+                f"Gini could not process document {document_id} (progress ERROR)", document_id=document_id
+            )
+        raise GiniProcessingTimeout(
+            f"Document {document_id} was still {shown(doc['progress'], 40)} after {timeout:g} s",
+            document_ids=[document_id],
+        )
 
     def send_feedback(
         self,

@@ -17,7 +17,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from airflow_provider_gini.client.api import FINISHED, KNOWN_PROGRESS, GiniAPI, warn_undocumented
+from airflow_provider_gini.client.api import FINISHED, GiniAPI
 from airflow_provider_gini.client.errors import GiniError, GiniNotFound, GiniProcessingTimeout, shown
 from airflow_provider_gini.pull.manifest import ManifestLine, ManifestWriter, flatten
 from airflow_provider_gini.pull.storage import DOCUMENT, EXTRACTIONS, Store, processed_name, safe_id
@@ -222,18 +222,7 @@ class Puller:
         )
 
     def _await(self, doc_id: str) -> dict[str, Any]:
-        deadline = time.monotonic() + self.options.pending_timeout
-        warned = False
-        while True:
-            doc = self.api.get_document(doc_id)
-            progress = doc.get("progress")
-            if isinstance(progress, str) and progress not in KNOWN_PROGRESS and not warned:
-                warn_undocumented(doc_id, progress)
-                warned = True
-            remaining = deadline - time.monotonic()
-            if doc.get("progress") in FINISHED or remaining <= 0:
-                return doc
-            time.sleep(min(self.options.poll_interval, remaining))
+        return self.api.poll_document(doc_id, self.options.pending_timeout, self.options.poll_interval)
 
 
 def _name(doc: dict[str, Any]) -> str | None:
