@@ -21,7 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import PROFILES, sandbox, separate_cores
+from airflow_provider_gini.sandbox.config import CONTRACTS
+from benchmarks.harness import profile_options, sandbox, separate_cores
 from benchmarks.pull import list_pages
 
 ROOT = Path(__file__).parents[1]
@@ -71,12 +72,14 @@ def main() -> int:
     old = scratch / "tree"
     git = ["git", "-C", str(ROOT), "worktree"]
     subprocess.run([*git, "add", "--detach", str(old), args.ref], check=True, capture_output=True)  # noqa: S603
-    runs: dict[str, list[dict[str, Any]]] = {args.ref: [], **{name: [] for name in PROFILES}}
+    runs: dict[str, list[dict[str, Any]]] = {args.ref: [], **{name: [] for name in CONTRACTS}}
     try:
         for _ in range(args.rounds):
             runs[args.ref] += measure(old, (), args.n, args.latency, args.workers, args.runs)
-            for name, options in PROFILES.items():
-                runs[name] += measure(ROOT, options, args.n, args.latency, args.workers, args.runs)
+            for name in CONTRACTS:
+                runs[name] += measure(
+                    ROOT, profile_options(name), args.n, args.latency, args.workers, args.runs
+                )
     finally:
         subprocess.run([*git, "remove", "--force", str(old)], check=False)  # noqa: S603
     count = args.rounds * args.runs

@@ -20,16 +20,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from airflow_provider_gini.sandbox.config import CONTRACTS, ApiProfile, profile
+
 START = 1_767_225_600_000  # 2026-01-01
 END = START + 500_000
-READINGS: dict[str, dict[str, Any]] = {
-    "pay-api": {},
-    "pay-api, descending, exclusive cursor": {"order": "descending", "cursor": "exclusive"},
-    "legacy": {"listing": "legacy", "page_images": "sizes"},
-    "legacy, descending": {"listing": "legacy", "page_images": "sizes", "order": "descending"},
-    "pay-api, pages capped at 25": {"page_cap": 25},
-    "legacy, offset sent as next": {"listing": "legacy", "offset_param": "next"},
-    "pay-api with totalCount, descending": {"total_count": True, "order": "descending"},
+# Beside the sandbox's CONTRACTS: the other readings of Gini's sources it can emulate.
+OTHER_READINGS: dict[str, ApiProfile] = {
+    "pay-api, pages capped at 25": profile("pay-api", page_cap=25),
+    "legacy, offset sent as next": profile("legacy", offset_param="next"),
+    "pay-api with totalCount, descending": profile("pay-api", total_count=True, order="descending"),
 }
 
 
@@ -49,10 +48,10 @@ def pull(conn_id: str, destination: Path, page_size: int, window: bool) -> dict[
     return dict(operator.execute({"run_id": f"conformance_{conn_id}"}))  # type: ignore[arg-type]
 
 
-def sandbox_row(name: str, switches: dict[str, Any], page_size: int, scratch: Path) -> tuple[Any, ...]:
-    from airflow_provider_gini.sandbox import ApiProfile, SandboxConfig, run_sandbox
+def sandbox_row(name: str, api: ApiProfile, page_size: int, scratch: Path) -> tuple[Any, ...]:
+    from airflow_provider_gini.sandbox import SandboxConfig, run_sandbox
 
-    config = SandboxConfig(seed=False, api=ApiProfile(**switches))
+    config = SandboxConfig(seed=False, api=api)
     with run_sandbox(config) as box:
         box.insert_documents(count=30, creationDate=START - 30_000, spacingMs=1000)
         box.insert_documents(count=630, creationDate=START, spacingMs=700)
@@ -95,7 +94,8 @@ def main() -> int:
     scratch = Path(tempfile.mkdtemp(prefix="gini-conformance-"))
     os.environ.setdefault("AIRFLOW_HOME", str(scratch / "airflow-home"))
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    rows = [sandbox_row(name, switches, args.page_size, scratch) for name, switches in READINGS.items()]
+    readings = {**CONTRACTS, **OTHER_READINGS}
+    rows = [sandbox_row(name, api, args.page_size, scratch) for name, api in readings.items()]
     rows += [replay_row(contract, args.page_size, scratch) for contract in ("pay-api", "legacy")]
     print(f"page size {args.page_size}, with extractions\n")
     print(

@@ -7,9 +7,11 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -128,14 +130,14 @@ class Sandbox:
         return sum(self.counters()["grants"].values())
 
 
-# The sandbox profiles the pull is measured on: one per paging contract Gini's sources show, in
-# both orders (docs/gini-compat.md), as sandbox CLI options.
-PROFILES: dict[str, tuple[str, ...]] = {
-    "pay-api": (),
-    "pay-api-desc-exclusive": ("--order", "descending", "--cursor", "exclusive"),
-    "legacy": ("--profile", "legacy"),
-    "legacy-desc": ("--profile", "legacy", "--order", "descending"),
-}
+def profile_options(name: str) -> tuple[str, ...]:
+    """The sandbox CLI options that serve one of the sandbox's CONTRACTS profiles (one per paging
+    contract Gini's sources show, in both orders): a config file holding it."""
+    from airflow_provider_gini.sandbox.config import CONTRACTS
+
+    path = Path(tempfile.mkdtemp(prefix="gini-bench-profile-")) / f"{name}.json"
+    path.write_text(json.dumps({"api": CONTRACTS[name].model_dump()}))
+    return ("--config", str(path))
 
 
 @contextmanager

@@ -26,7 +26,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import PROFILES, sandbox, separate_cores
+from airflow_provider_gini.sandbox.config import CONTRACTS
+from benchmarks.harness import profile_options, sandbox, separate_cores
 from benchmarks.pull import baseline, floor, minimum_requests, ours, window
 
 RESULTS = Path(__file__).with_name("RESULTS.md")
@@ -50,7 +51,7 @@ def baseline_rows(latency: float, n: int, scratch: Path) -> dict[bool, dict[str,
     """The hand-rolled HttpHook loop, once per mode. It pages by offset up to totalCount, so it
     runs on the legacy profile: the only contract such a loop can follow at all."""
     results = {}
-    with sandbox(latency, *PROFILES["legacy"]) as box:
+    with sandbox(latency, *profile_options("legacy")) as box:
         box.insert(n, prerender=True)
         for processed in (False, True):
             results[processed] = baseline(box, n, processed, scratch / f"baseline-{processed}")
@@ -67,7 +68,7 @@ def pull_rows(
     base: dict[bool, dict[str, Any]],
 ) -> list[tuple[str, str, str, str]]:
     rows = []
-    with sandbox(latency, *PROFILES[name]) as box:
+    with sandbox(latency, *profile_options(name)) as box:
         box.insert(n, prerender=True)
         # The injected latency is a floor: the sandbox's own work and the timer's wake-up come on
         # top. One request at a time shows what a request really takes.
@@ -167,7 +168,7 @@ def memory_rows(
     for name in profiles:
         peaks = {}
         for n in sizes:
-            with sandbox(latency, *PROFILES[name]) as box:
+            with sandbox(latency, *profile_options(name)) as box:
                 box.insert(n)
                 out = subprocess.check_output(  # noqa: S603
                     [
@@ -257,13 +258,13 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=16)
     parser.add_argument(
         "--profiles",
-        help=f"sandbox profiles to measure the pull on (default all: {', '.join(PROFILES)}; "
+        help=f"sandbox profiles to measure the pull on (default all: {', '.join(CONTRACTS)}; "
         "--quick: pay-api,legacy)",
     )
     args = parser.parse_args()
-    chosen = args.profiles or ("pay-api,legacy" if args.quick else ",".join(PROFILES))
+    chosen = args.profiles or ("pay-api,legacy" if args.quick else ",".join(CONTRACTS))
     profiles = [p for p in chosen.split(",") if p]
-    unknown = set(profiles) - set(PROFILES)
+    unknown = set(profiles) - set(CONTRACTS)
     if unknown:
         parser.error(f"unknown profiles: {', '.join(sorted(unknown))}")
     n = 100 if args.quick else args.n

@@ -5,14 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_gini.sandbox import ApiProfile, profile
+from airflow_provider_gini.sandbox import CONTRACTS, ApiProfile
 
-EVERY_PROFILE = [
-    pytest.param(profile("pay-api"), id="pay-api"),
-    pytest.param(profile("pay-api", order="descending", cursor="exclusive"), id="pay-api-desc-exclusive"),
-    pytest.param(profile("legacy"), id="legacy"),
-    pytest.param(profile("legacy", order="descending"), id="legacy-desc"),
-]
+EVERY_PROFILE = [pytest.param(api, id=name) for name, api in CONTRACTS.items()]
 
 every_profile = pytest.mark.parametrize("gini_sandbox_profile", EVERY_PROFILE)
 

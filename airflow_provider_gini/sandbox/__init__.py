@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_gini.sandbox.config import (
+    CONTRACTS,
     DEMO_CLIENT,
     DEMO_USER,
     OTHER_USER,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from airflow_provider_gini.sandbox.server import RunningSandbox, run_sandbox
 
 __all__ = [
+    "CONTRACTS",
     "DEMO_CLIENT",
     "DEMO_USER",
     "OTHER_USER",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from airflow_provider_gini.sandbox.config import PROFILES, SandboxConfig
+from airflow_provider_gini.sandbox.config import PROFILES, ApiProfile, SandboxConfig
 from airflow_provider_gini.sandbox.faults import FaultRule
 from airflow_provider_gini.sandbox.server import base_url_of, connection_dict, serve
 
@@ -79,18 +79,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-API_SWITCHES = (
-    "order",
-    "cursor",
-    "total_count",
-    "offset_param",
-    "max_limit",
-    "page_cap",
-    "page_images",
-    "error_body",
-    "pending_status",
-    "feedback_methods",
-)
+# Every profile field is a switch of its own but the listing, which --profile chooses.
+API_SWITCHES = tuple(name for name in ApiProfile.model_fields if name != "listing")
 
 
 def build_config(args: argparse.Namespace) -> SandboxConfig:

@@ -128,6 +128,16 @@ def profile(name: str = "pay-api", **switches: object) -> ApiProfile:
     return ApiProfile.model_validate({**PROFILES[name], **switches})
 
 
+# One profile for each paging contract Gini's sources show, in both orders and with both
+# readings of the cursor: what a DAG's tests (this project's own too) should run against.
+CONTRACTS: dict[str, ApiProfile] = {
+    "pay-api": profile("pay-api"),
+    "pay-api-desc-exclusive": profile("pay-api", order="descending", cursor="exclusive"),
+    "legacy": profile("legacy"),
+    "legacy-desc": profile("legacy", order="descending"),
+}
+
+
 class SandboxConfig(BaseModel):
     clients: list[ClientSpec] = Field(default_factory=lambda: [DEMO_CLIENT, PLAIN_CLIENT])
     users: list[UserSpec] = Field(default_factory=lambda: [DEMO_USER, OTHER_USER])
