@@ -35,13 +35,20 @@ OTHER_READINGS: dict[str, ApiProfile] = {
 def pull(conn_id: str, destination: Path, page_size: int, window: bool) -> dict[str, Any]:
     from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
-    bound = (lambda ms: datetime.fromtimestamp(ms / 1000, timezone.utc)) if window else (lambda ms: None)
+    def at(ms: int) -> datetime:
+        return datetime.fromtimestamp(ms / 1000, timezone.utc)
+
+    # Without a window: every document the server holds, up to now.
+    bounds = (
+        {"created_after": at(START), "created_before": at(END)}
+        if window
+        else {"full_history": True, "created_before": datetime.now(timezone.utc)}
+    )
     operator = GiniPullDocumentsOperator(
         task_id="pull",
         gini_conn_id=conn_id,
         destination=str(destination),
-        created_after=bound(START),
-        created_before=bound(END),
+        **bounds,
         page_size=page_size,
         max_workers=8,
     )

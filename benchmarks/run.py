@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import date
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ def pull_rows(
             task_id="pull",
             destination=str(scratch / f"incremental-{name}"),
             created_after=end,
-            created_before=None,
+            created_before=datetime.now(timezone.utc),
         ).execute({"run_id": f"incremental-{name}"})  # type: ignore[arg-type]
         requests, grants = box.api_requests(), box.grants()
         rows.append(

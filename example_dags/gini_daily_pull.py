@@ -1,8 +1,10 @@
 """Pull each day's Gini documents and their extractions, then total the amounts per recipient.
 
-Scheduled ``@daily`` with catch-up: every run pulls the documents created since the previous
-successful run (see GiniPullDocumentsOperator's window), so catch-up and backfill runs each
-pull their own day, with no gap and no overlap. ``max_active_runs=1`` keeps runs in order.
+Scheduled ``@daily`` with catch-up: every run pulls the documents created since the watermark,
+how far earlier pulls into the destination got completely (see GiniPullDocumentsOperator's
+window), up to the run's end. The first run pulls the account's whole history. Catch-up,
+backfill, manual and asset-triggered runs so cover every instant once, also after a failed
+pull. ``max_active_runs=1`` keeps runs in order.
 
 Params: ``destination`` (a local folder by default, or any ObjectStoragePath URL such as
 s3://bucket/gini) and ``include_processed`` (also download the processed files).
@@ -41,6 +43,7 @@ with DAG(
         task_id="pull_documents",
         destination="{{ params.destination }}",
         include_processed="{{ params.include_processed }}",
+        full_history=True,
         max_workers=8,
     )
 
@@ -65,7 +68,7 @@ with DAG(
                 currencies[recipient] = currency
         for recipient, total in sorted(totals.items(), key=lambda item: -item[1]):
             print(f"{total:>12.2f} {currencies[recipient]}  {recipient}")
-        counts = {k: result[k] for k in ("pulled", "skipped", "errored", "pending", "gone")}
+        counts = {k: result[k] for k in ("pulled", "skipped", "errored", "pending", "gone", "failed")}
         return {
             "window": result["window"],
             "counts": counts,

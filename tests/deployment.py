@@ -56,6 +56,8 @@ def base_env(home: Path) -> dict[str, str]:
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "tests.sqlite_busy.SYNC",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "tests.sqlite_busy.ASYNC",
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
@@ -170,6 +172,42 @@ def _terminate(process: subprocess.Popen[bytes]) -> None:
             continue
         psutil.wait_procs(descendants, timeout=grace)
     process.wait(timeout=5)
+
+
+# Airflow 3.0's scheduler on SQLite sometimes reads a task that has finished (its task log says
+# so, the next task already ran on its result) as still running, and fails it as "changed
+# externally". Seen in two of this project's CI runs on a loaded 2-core machine, never on 3.3, and
+# not caused by this provider: a deployment test that meets it runs once more from scratch.
+STATE_RACE = "finished with state success, but the task instance's state attribute is running"
+
+
+class AirflowStateRace(Exception):
+    """The scheduler failed a task that had succeeded (STATE_RACE); nothing of ours."""
+
+
+def check_state_race(deployment: Deployment) -> None:
+    """Raise AirflowStateRace when the scheduler's log shows STATE_RACE on Airflow 3.0."""
+    import airflow
+
+    if not airflow.__version__.startswith("3.0."):
+        return
+    for component in deployment.components:
+        if component.log.exists() and STATE_RACE in component.log.read_text(errors="replace"):
+            raise AirflowStateRace(f"{component.name}: {STATE_RACE}")
+
+
+def once_more_on_state_race(
+    scenario: Callable[[Path], None], tmp_path: Path, before_rerun: Callable[[], None] = lambda: None
+) -> None:
+    """``scenario`` in a fresh folder under ``tmp_path``; once more if it met AirflowStateRace."""
+    for attempt in (1, 2):
+        try:
+            scenario(tmp_path / f"attempt-{attempt}")
+            return
+        except AirflowStateRace:
+            if attempt == 2:
+                raise
+            before_rerun()
 
 
 @contextmanager

@@ -6,6 +6,7 @@ import logging
 import mimetypes
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -56,6 +57,23 @@ def epoch_ms(moment: Moment) -> int:
     if isinstance(moment, bool) or not isinstance(moment, (int, float)):
         raise GiniConfigError(f"Expected a datetime or epoch milliseconds, got {type(moment).__name__}")
     return int(moment)
+
+
+def unfinished(document_id: str, progress: Any, warned: set[str]) -> bool:
+    """Whether a document with this ``progress`` is still being processed: PENDING, or a progress
+    Gini does not document, which is waited for like PENDING with one warning per document
+    (``warned`` holds the ids already warned of)."""
+    if progress in FINISHED:
+        return False
+    if progress not in KNOWN_PROGRESS and document_id not in warned:
+        warned.add(document_id)
+        log.warning(
+            "Gini document %s has progress %r, which Gini does not document; waiting for "
+            "COMPLETED or ERROR as for PENDING",
+            document_id,
+            shown(str(progress), 40),
+        )
+    return True
 
 
 def segment(document_id: str) -> str:
@@ -118,7 +136,9 @@ class GiniAPI:
         return iter(self.document_listing(created_after, created_before, page_size))
 
     def get_document(self, document_id: str) -> dict[str, Any]:
-        doc = self._json("GET", f"/documents/{segment(document_id)}", "GET /documents/{id}")
+        doc = self._json(
+            "GET", f"/documents/{segment(document_id)}", f"GET /documents/{shown(document_id, 80)}"
+        )
         if not isinstance(doc, dict) or not isinstance(doc.get("progress"), str):
             raise GiniProtocolError("Gini answered a document without a progress")
         return doc
@@ -132,7 +152,7 @@ class GiniAPI:
             body, content = self.gini.call(
                 "GET",
                 f"/documents/{segment(document_id)}/extractions",
-                what="GET /documents/{id}/extractions",
+                what=f"GET /documents/{shown(document_id, 80)}/extractions",
                 read=lambda response: (json_of(response), response.content),
             )
         except (GiniNotFound, GiniConflict) as exc:
@@ -161,13 +181,21 @@ class GiniAPI:
         return body, content
 
     def get_layout(self, document_id: str) -> dict[str, Any]:
-        body = self._json("GET", f"/documents/{segment(document_id)}/layout", "GET /documents/{id}/layout")
+        body = self._json(
+            "GET",
+            f"/documents/{segment(document_id)}/layout",
+            f"GET /documents/{shown(document_id, 80)}/layout",
+        )
         if not isinstance(body, dict):
             raise GiniProtocolError("Gini answered a layout that is not a JSON object")
         return body
 
     def get_pages(self, document_id: str) -> list[dict[str, Any]]:
-        body = self._json("GET", f"/documents/{segment(document_id)}/pages", "GET /documents/{id}/pages")
+        body = self._json(
+            "GET",
+            f"/documents/{segment(document_id)}/pages",
+            f"GET /documents/{shown(document_id, 80)}/pages",
+        )
         if not isinstance(body, list):
             raise GiniProtocolError("Gini answered pages that are not a JSON list")
         return body
@@ -184,15 +212,15 @@ class GiniAPI:
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
             try:
                 with os.fdopen(fd, "wb") as out:
-                    written = self._stream(path, headers, out)
+                    written = self._stream(path, headers, out, document_id)
                 os.replace(tmp, target)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
             return written
-        return self._stream(path, headers, destination)
+        return self._stream(path, headers, destination, document_id)
 
-    def _stream(self, path: str, headers: dict[str, str], out: IO[bytes]) -> int:
+    def _stream(self, path: str, headers: dict[str, str], out: IO[bytes], document_id: str) -> int:
         start = out.tell() if out.seekable() else None
 
         def read(response: requests.Response) -> int:
@@ -209,7 +237,7 @@ class GiniAPI:
         return self.gini.call(
             "GET",
             path,
-            what="GET /documents/{id}/processed",
+            what=f"GET /documents/{shown(document_id, 80)}/processed",
             read=read,
             stream=True,
             headers=headers,
@@ -274,28 +302,26 @@ class GiniAPI:
             "POST", path, what=what, read=location, idempotent=False, expect=(201,), **kwargs
         )
 
-    def poll_document(self, document_id: str, timeout: float, poll_interval: float) -> dict[str, Any]:
+    def poll_document(
+        self,
+        document_id: str,
+        timeout: float,
+        poll_interval: float,
+        stop: threading.Event | None = None,
+    ) -> dict[str, Any]:
         """The document once it has finished (COMPLETED or ERROR), or as it is when ``timeout``
-        runs out. A progress Gini does not document is waited for like PENDING, with a warning."""
+        runs out or ``stop`` is set. A progress Gini does not document is waited for like
+        PENDING, with a warning."""
         deadline = time.monotonic() + timeout
-        warned = False
+        stop = stop or threading.Event()
+        warned: set[str] = set()
         while True:
             doc = self.get_document(document_id)
-            progress = doc["progress"]
-            if progress in FINISHED:
+            if not unfinished(document_id, doc["progress"], warned):
                 return doc
-            if progress not in KNOWN_PROGRESS and not warned:
-                log.warning(
-                    "Gini document %s has progress %r, which Gini does not document; waiting for "
-                    "COMPLETED or ERROR as for PENDING",
-                    document_id,
-                    shown(progress, 40),
-                )
-                warned = True
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining <= 0 or stop.wait(min(poll_interval, remaining)):
                 return doc
-            time.sleep(min(poll_interval, remaining))
 
     def wait_for_processing(
         self, document_id: str, timeout: float = 300.0, poll_interval: float = 1.0
@@ -337,7 +363,7 @@ class GiniAPI:
                 self.gini.call(
                     method,
                     path,
-                    what=f"{method} feedback",
+                    what=f"{method} /documents/{shown(document_id, 80)}/extractions/feedback",
                     read=lambda r: None,
                     idempotent=method == "PUT",
                     json=body,
@@ -354,7 +380,7 @@ class GiniAPI:
         self.gini.call(
             "DELETE",
             f"/documents/{segment(document_id)}",
-            what="DELETE /documents/{id}",
+            what=f"DELETE /documents/{shown(document_id, 80)}",
             read=lambda r: None,
             expect=(204,),
         )
@@ -395,7 +421,9 @@ class GiniAPI:
 
     def get_payment_request(self, payment_request_id: str) -> dict[str, Any]:
         body = self._json(
-            "GET", f"/paymentRequests/{segment(payment_request_id)}", "GET /paymentRequests/{id}"
+            "GET",
+            f"/paymentRequests/{segment(payment_request_id)}",
+            f"GET /paymentRequests/{shown(payment_request_id, 80)}",
         )
         if not isinstance(body, dict):
             raise GiniProtocolError("Gini answered a payment request that is not a JSON object")

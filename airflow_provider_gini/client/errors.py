@@ -138,3 +138,35 @@ class GiniProcessingTimeout(GiniError):
     def __init__(self, message: str, *, document_ids: list[str]) -> None:
         super().__init__(message)
         self.document_ids = document_ids
+
+
+class GiniCancelled(GiniError):
+    """The work was cancelled (the task is being stopped): no request was started after it."""
+
+
+# Errors a new try cannot fix: a refused credential (where each try would be another password
+# attempt towards an account lockout), a wrong argument or connection, a request Gini refused
+# for its content, a missing resource, a forbidden one, a document Gini failed to process.
+TERMINAL_ERRORS: tuple[type[GiniError], ...] = (
+    GiniAuthError,
+    GiniConfigError,
+    GiniRejected,
+    GiniNotFound,
+    GiniUnauthorized,
+    GiniProcessingError,
+)
+
+
+def is_terminal(exc: BaseException) -> bool:
+    """Whether retrying the work that raised ``exc`` cannot succeed."""
+    return isinstance(exc, TERMINAL_ERRORS)
+
+
+class GiniPullIncomplete(GiniError):
+    """A pull ran to its end but left more documents unfinished than it may: ``failed`` maps each
+    failed document's id to its error, ``pending`` lists those still processing."""
+
+    def __init__(self, message: str, *, failed: dict[str, str], pending: list[str]) -> None:
+        super().__init__(message)
+        self.failed = failed
+        self.pending = pending

@@ -10,6 +10,7 @@ would overrun the budget. Waits grow exponentially with jitter.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -19,6 +20,7 @@ from typing import TypeVar
 import tenacity
 
 from airflow_provider_gini.client.errors import (
+    GiniCancelled,
     GiniError,
     GiniHTTPError,
     GiniProtocolError,
@@ -65,13 +67,30 @@ class RetryPolicy:
     def __init__(self, settings: RetrySettings, sleep: Callable[[float], None] = time.sleep) -> None:
         self.settings = settings
         self._sleep = sleep
+        # Set by cancel(): waits end at once and no further attempt starts, so a task being
+        # stopped (on_kill, execution_timeout, a terminal error elsewhere) is not held by a backoff.
+        self.cancelled = threading.Event()
         # Exponential from backoff_initial, capped, plus up to backoff_initial of jitter.
         self._backoff = tenacity.wait_exponential(
             multiplier=settings.backoff_initial, max=settings.backoff_max
         ) + tenacity.wait_random(0, settings.backoff_initial)
         self._stop_attempts = tenacity.stop_after_attempt(settings.max_attempts)
 
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+    def _check_cancelled(self, what: str) -> None:
+        if self.cancelled.is_set():
+            raise GiniCancelled(f"Gini {what} was not sent: the work was cancelled")
+
+    def _wait(self, seconds: float) -> None:
+        if self._sleep is time.sleep:
+            self.cancelled.wait(seconds)  # the same pause, but cancel() ends it
+        else:
+            self._sleep(seconds)
+
     def run(self, operation: Callable[[], T], *, idempotent: bool, what: str) -> T:
+        self._check_cancelled(what)
         started = time.monotonic()
         # Nearly every call succeeds at once, and tenacity's bookkeeping costs more CPU than a
         # fast request: the first attempt runs bare, and a failure goes to tenacity as attempt 1.
@@ -93,10 +112,11 @@ class RetryPolicy:
             attempts += 1
             if attempts == 1:
                 raise first
+            self._check_cancelled(what)
             return operation()
 
         def should_retry(exc: BaseException) -> bool:
-            if not is_transient(exc, idempotent):
+            if self.cancelled.is_set() or not is_transient(exc, idempotent):
                 return False
             retry_after = getattr(exc, "retry_after", None)
             if retry_after is not None:
@@ -136,7 +156,7 @@ class RetryPolicy:
             wait=wait,
             retry=tenacity.retry_if_exception(should_retry),
             before_sleep=before_sleep,
-            sleep=self._sleep,
+            sleep=self._wait,
         )
         try:
             return retrying(attempt)

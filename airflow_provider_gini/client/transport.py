@@ -176,6 +176,11 @@ class GiniSession:
     def __repr__(self) -> str:
         return f"GiniSession(api_url={self.settings.api_url!r}, username={self.settings.username!r})"
 
+    def cancel(self) -> None:
+        """Stop this session's work: retry waits end and no new attempt starts (GiniCancelled).
+        A request already on the wire runs to its answer or its timeout."""
+        self.retry.cancel()
+
     def close(self) -> None:
         self.http.close()
         for route in self._routes.values():

@@ -1,14 +1,34 @@
-"""What every Gini operator shares: the connection id, hook parameters, and the hook itself."""
+"""What every Gini operator shares: the connection id, hook parameters, the hook itself, and
+which errors end a task without further tries."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cached_property
 from typing import Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_gini._compat import AirflowFailException
+from airflow_provider_gini.client.errors import is_terminal
 from airflow_provider_gini.hooks.gini import GiniHook
+
+
+@contextmanager
+def terminal_errors() -> Iterator[None]:
+    """Turn the errors a new try cannot fix (client/errors.py's TERMINAL_ERRORS) into
+    ``AirflowFailException``, so the task's ``retries`` do not repeat them: each try of a wrong
+    password would be one more attempt towards an account lockout. Transient errors pass as
+    they are, so retries still apply to them."""
+    try:
+        yield
+    except AirflowFailException:
+        raise
+    except Exception as exc:
+        if is_terminal(exc):
+            raise AirflowFailException(f"{exc}. Not retried: another try cannot succeed.") from exc
+        raise
 
 
 class GiniBaseOperator(BaseOperator):

@@ -5,6 +5,13 @@ contract, or an error) runs in its own thread and feeds a bounded queue, so the 
 wait for the next page. The workers share one hook, so one session and one token. At most a few
 pages of documents are queued or in flight, and nothing keeps per-document data after it is
 written, so memory stays flat however many documents the window holds.
+
+One document's failure is that document's: it is recorded (outcome ``failed``, with the error
+naming it) and the pull goes on. What ends the whole pull is what no other document can get
+past: a refused credential, a configuration error, a broken destination, a run of failures with
+no success between them, or ``stop()``. Documents still processing are not waited for by the
+worker that found them: they are parked and looked at again, all together, every
+``poll_interval``, under one ``pending_timeout`` for the whole pull.
 """
 
 from __future__ import annotations
@@ -13,18 +20,30 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
-from airflow_provider_gini.client.api import FINISHED, GiniAPI
-from airflow_provider_gini.client.errors import GiniError, GiniNotFound, GiniProcessingTimeout, shown
+from airflow_provider_gini.client.api import GiniAPI, unfinished
+from airflow_provider_gini.client.errors import (
+    GiniAuthError,
+    GiniCancelled,
+    GiniConfigError,
+    GiniError,
+    GiniNotFound,
+    is_terminal,
+    shown,
+)
 from airflow_provider_gini.pull.manifest import ManifestLine, ManifestWriter, flatten
 from airflow_provider_gini.pull.storage import DOCUMENT, EXTRACTIONS, Store, processed_name, safe_id
 from airflow_provider_gini.pull.window import Window
 
 log = logging.getLogger("airflow_provider_gini.pull")
 _END = object()
+# Errors that end the whole pull: no other document can succeed past them.
+_PULL_ENDING = (GiniAuthError, GiniConfigError, GiniCancelled)
 
 
 @dataclass(frozen=True)
@@ -36,6 +55,35 @@ class PullOptions:
     pending_timeout: float = 300.0
     poll_interval: float = 2.0
     progress_every: float = 10.0
+    # This many failed documents in a row, none pulled between them, end the pull: Gini (or the
+    # path to it) is failing as a whole, and every further document would only wait out retries.
+    failure_streak: int = 25
+    # Once more documents than this have failed the task fails whatever else happens, so the
+    # documents still processing are not waited for (None: always wait).
+    max_failed_documents: int | None = None
+
+
+@dataclass
+class PullResult:
+    """What a pull that ran to its end left undone, and which documents it settled."""
+
+    failed: dict[str, str] = field(default_factory=dict)  # id -> the error, naming the document
+    terminal: dict[str, bool] = field(default_factory=dict)  # id -> whether a retry cannot help
+    pending: list[str] = field(default_factory=list)
+    settled: set[str] = field(default_factory=set)  # pulled, skipped, errored or gone
+    lines: dict[str, ManifestLine] = field(default_factory=dict)  # the failed and pending ones
+
+    @property
+    def incomplete(self) -> list[str]:
+        return [*self.failed, *self.pending]
+
+
+@dataclass
+class _Parked:
+    """A document still processing, to be looked at again."""
+
+    document_id: str
+    listed: dict[str, Any]
 
 
 class Progress:
@@ -59,29 +107,49 @@ class Progress:
 
 
 class Lister(threading.Thread):
-    """Pages through the window ahead of the workers, a bounded number of documents ahead."""
+    """Feeds the documents to pull, a bounded number ahead of the workers: first the ids given
+    (earlier runs' unfinished documents), then the window's listing without those ids."""
 
-    def __init__(self, api: GiniAPI, window: Window, page_size: int, ahead: int) -> None:
+    def __init__(
+        self, api: GiniAPI, window: Window | None, ids: list[str], page_size: int, ahead: int
+    ) -> None:
         super().__init__(name="gini-pull-list", daemon=True)
-        self.listing = api.document_listing(window.start, window.end, page_size)
+        self.listing = api.document_listing(window.start, window.end, page_size) if window else None
+        self.ids = ids
         self.items: queue.Queue[Any] = queue.Queue(maxsize=ahead)
         self.error: BaseException | None = None
         self.stopped = threading.Event()
 
+    def _documents(self) -> Iterator[dict[str, Any]]:
+        given = set(self.ids)
+        listed: Iterable[dict[str, Any]] = self.listing if self.listing is not None else ()
+        listed = (doc for doc in listed if doc.get("id") not in given)
+        return chain(({"id": document_id} for document_id in self.ids), listed)
+
+    def _put(self, item: Any) -> bool:
+        while not self.stopped.is_set():
+            try:
+                self.items.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
     def run(self) -> None:
         try:
-            for doc in self.listing:
-                while not self.stopped.is_set():
-                    try:
-                        self.items.put(doc, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self.stopped.is_set():
-                    return
+            for doc in self._documents():
+                if not self._put(doc):
+                    break
         except BaseException as exc:  # handed to the pulling thread, which raises it
             self.error = exc
-        self.items.put(_END)
+        # The end mark goes in even when stopped, so the pulling thread is never left waiting.
+        while True:
+            try:
+                self.items.put(_END, timeout=0.1)
+                return
+            except queue.Full:
+                if self.stopped.is_set():
+                    self.items.get_nowait()
 
 
 class Puller:
@@ -89,55 +157,165 @@ class Puller:
         self.api = api
         self.store = store
         self.options = options
+        self.stopping = threading.Event()
+        self._warned: set[str] = set()
 
-    def run(self, window: Window, manifest: ManifestWriter) -> list[str]:
-        """Pull every document of ``window``; returns the ids still PENDING at the end."""
+    def stop(self) -> None:
+        """End the pull within seconds, from any thread: no new document is started, waits and
+        retry backoffs end, and ``run`` raises GiniCancelled once the work under way is settled."""
+        self.stopping.set()
+        self.api.gini.cancel()
+
+    def run(self, window: Window | None, manifest: ManifestWriter, retry: Iterable[str] = ()) -> PullResult:
+        """Pull the documents ``retry`` names, then every document of ``window`` (None: none).
+
+        Returns what is left undone; raises on what ends the pull (``_PULL_ENDING``, an error
+        that is not Gini's, a streak of failures) and GiniCancelled after ``stop()``. Every
+        document settled before either is in ``manifest``."""
         options = self.options
         progress = Progress(options.progress_every)
-        pending: list[str] = []
+        result = PullResult()
+        parked: dict[str, _Parked] = {}
         lister = Lister(
-            self.api, window, options.page_size, ahead=max(options.page_size, 4 * options.max_workers)
+            self.api, window, list(retry), options.page_size, max(options.page_size, 4 * options.max_workers)
         )
-        lister.start()
-        in_flight: set[Future[ManifestLine]] = set()
+        in_flight: set[Future[Any]] = set()
         # Workers hand finished futures back through a queue: waiting on the in-flight set with
         # concurrent.futures.wait costs a lock and a waiter per future, per document.
-        finished: queue.SimpleQueue[Future[ManifestLine]] = queue.SimpleQueue()
+        finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+        streak = 0
+
+        def submit(pool: ThreadPoolExecutor, work: Any, *args: Any) -> None:
+            future = pool.submit(work, *args)
+            in_flight.add(future)
+            future.add_done_callback(finished.put)
 
         def settle() -> None:
+            nonlocal streak
             future = finished.get()
             in_flight.discard(future)
-            line = future.result()  # a worker's unexpected error ends the pull here
+            if future.cancelled() or (self.stopping.is_set() and future.exception() is not None):
+                return  # stopped: that document is simply not done
+            outcome = future.result()  # what ends the pull is raised here
+            if isinstance(outcome, _Parked):
+                parked[outcome.document_id] = outcome
+                return
+            line: ManifestLine = outcome
+            parked.pop(line.document_id, None)
             manifest.add(line)
-            if line.outcome == "pending":
-                pending.append(line.document_id)
+            if line.outcome == "failed":
+                streak += 1
+                result.failed[line.document_id] = line.error or "failed"
+                result.terminal[line.document_id] = line.terminal
+                result.lines[line.document_id] = line
+                if streak >= options.failure_streak:
+                    raise GiniError(
+                        f"{streak} documents in a row failed and none was pulled between them, so "
+                        f"the pull stops; the last: {line.error}"
+                    )
+            else:
+                streak = 0
+                if line.outcome == "pending":
+                    result.pending.append(line.document_id)
+                    result.lines[line.document_id] = line
+                else:
+                    result.settled.add(line.document_id)
             progress.done += 1
             progress.tick()
 
-        with ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="gini-pull") as pool:
-            try:
-                while (doc := lister.items.get()) is not _END:
-                    progress.listed += 1
-                    future = pool.submit(self.one, doc)
-                    in_flight.add(future)
-                    future.add_done_callback(finished.put)
-                    if len(in_flight) >= 2 * options.max_workers:
-                        settle()
-                if lister.error is not None:
-                    raise lister.error
-                progress.listing_done = True
-                log.info("Gini listing complete: %s", lister.listing.stats.describe())
-                while in_flight:
+        lister.start()
+        pool = ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="gini-pull")
+        try:
+            while (doc := lister.items.get()) is not _END:
+                progress.listed += 1
+                submit(pool, self._one, doc)
+                if len(in_flight) >= 2 * options.max_workers:
                     settle()
-            except BaseException:
-                lister.stopped.set()
-                for future in in_flight:
-                    future.cancel()
-                raise
+            if lister.error is not None:
+                raise lister.error
+            if lister.listing is not None and not self.stopping.is_set():
+                log.info("Gini listing complete: %s", lister.listing.stats.describe())
+            progress.listing_done = True
+            while in_flight:
+                settle()
+            recheck = lambda item: submit(pool, self._recheck, item)  # noqa: E731
+            self._wait_for_parked(result.failed, parked, recheck, settle, in_flight)
+        except BaseException:
+            # An error here, or execution_timeout's exception raised into this thread: the
+            # workers' waits and retries end, and what they finished still goes in the manifest.
+            self.stop()
+            lister.stopped.set()
+            pool.shutdown(wait=True, cancel_futures=True)
+            done = [f.result() for f in in_flight if not f.cancelled() and f.exception() is None]
+            for line in done:
+                if isinstance(line, ManifestLine):
+                    manifest.add(line)
+            raise
+        pool.shutdown(wait=True)
+        if self.stopping.is_set():
+            raise GiniCancelled("The pull was stopped before it finished")
+        for item in parked.values():  # still processing when the time ran out
+            line = _pending_line(item.document_id, item.listed)
+            manifest.add(line)
+            result.pending.append(item.document_id)
+            result.lines[item.document_id] = line
         progress.tick(force=True)
-        return pending
+        return result
 
-    def one(self, listed: dict[str, Any]) -> ManifestLine:
+    def _wait_for_parked(
+        self,
+        failed: dict[str, str],
+        parked: dict[str, _Parked],
+        recheck: Any,
+        settle: Any,
+        in_flight: set[Future[Any]],
+    ) -> None:
+        """Look at every parked document again, together, every ``poll_interval``, until each has
+        finished or the one ``pending_timeout`` of this pull has run out."""
+        deadline = time.monotonic() + self.options.pending_timeout
+        allowed = self.options.max_failed_documents
+        if allowed is not None and len(failed) > allowed:
+            return
+        while parked and not self.stopping.is_set():
+            for item in list(parked.values()):
+                recheck(item)
+            while in_flight:
+                settle()
+            remaining = deadline - time.monotonic()
+            if not parked or remaining <= 0:
+                return
+            self.stopping.wait(min(self.options.poll_interval, remaining))
+
+    def _one(self, listed: dict[str, Any]) -> ManifestLine | _Parked:
+        return self._isolated(listed, lambda: self._first_look(listed))
+
+    def _recheck(self, item: _Parked) -> ManifestLine | _Parked:
+        return self._isolated(item.listed, lambda: self._look_again(item))
+
+    def _isolated(self, listed: dict[str, Any], work: Any) -> ManifestLine | _Parked:
+        """``work``'s outcome; a Gini error that concerns only this document is its ``failed``
+        line, anything else ends the pull."""
+        if self.stopping.is_set():
+            raise GiniCancelled("The pull was stopped")
+        try:
+            outcome: ManifestLine | _Parked = work()
+            return outcome
+        except _PULL_ENDING:
+            raise
+        except GiniError as exc:
+            doc_id = listed.get("id")
+            line = ManifestLine(
+                str(doc_id),
+                "failed",
+                _progress(listed),
+                _name(listed),
+                listed.get("creationDate"),
+                error=str(exc),
+            )
+            line.terminal = is_terminal(exc)
+            return line
+
+    def _first_look(self, listed: dict[str, Any]) -> ManifestLine | _Parked:
         doc_id = safe_id(listed.get("id"))
         names = self.store.names(doc_id)
         if names is not None:
@@ -145,25 +323,27 @@ class Puller:
             if stored is not None:
                 return self._skipped(doc_id, names, stored)
             self.store.remove_leftovers(doc_id, names)
-        doc = listed
-        if doc.get("progress") not in FINISHED:  # PENDING, or a progress Gini does not document
-            try:
-                doc = self._await(doc_id)
-            except GiniNotFound:
-                return ManifestLine(
-                    doc_id, "gone", name=_name(listed), creation_date=listed.get("creationDate")
-                )
-            if doc.get("progress") not in FINISHED:
-                progress = doc.get("progress")
-                return ManifestLine(
-                    doc_id,
-                    "pending",
-                    shown(progress, 40) if isinstance(progress, str) else None,
-                    _name(doc),
-                    doc.get("creationDate"),
-                )
+        if "progress" not in listed:  # an id alone (an earlier run's unfinished document)
+            return self._look_again(_Parked(doc_id, listed))
+        if unfinished(doc_id, listed.get("progress"), self._warned):
+            return _Parked(doc_id, listed)
+        return self._fetch_or_gone(doc_id, listed, fresh=names is None)
+
+    def _look_again(self, item: _Parked) -> ManifestLine | _Parked:
         try:
-            return self._fetch(doc_id, doc, fresh=names is None)
+            doc = self.api.get_document(item.document_id)
+        except GiniNotFound:
+            listed = item.listed
+            return ManifestLine(
+                item.document_id, "gone", name=_name(listed), creation_date=listed.get("creationDate")
+            )
+        if unfinished(item.document_id, doc.get("progress"), self._warned):
+            return _Parked(item.document_id, doc)
+        return self._fetch_or_gone(item.document_id, doc, fresh=self.store.names(item.document_id) is None)
+
+    def _fetch_or_gone(self, doc_id: str, doc: dict[str, Any], fresh: bool) -> ManifestLine:
+        try:
+            return self._fetch(doc_id, doc, fresh)
         except GiniNotFound:
             # Deleted between the listing and now: nothing to keep, and nothing lost. What was
             # written for it goes too, so no folder is left for a document that does not exist.
@@ -221,20 +401,16 @@ class Puller:
             doc_id, "skipped", doc.get("progress"), _name(doc), doc.get("creationDate"), files, flat
         )
 
-    def _await(self, doc_id: str) -> dict[str, Any]:
-        return self.api.poll_document(doc_id, self.options.pending_timeout, self.options.poll_interval)
+
+def _pending_line(doc_id: str, doc: dict[str, Any]) -> ManifestLine:
+    return ManifestLine(doc_id, "pending", _progress(doc), _name(doc), doc.get("creationDate"))
+
+
+def _progress(doc: dict[str, Any]) -> str | None:
+    progress = doc.get("progress")
+    return shown(progress, 40) if isinstance(progress, str) else None
 
 
 def _name(doc: dict[str, Any]) -> str | None:
     name = doc.get("name")
     return name if isinstance(name, str) else None
-
-
-def pending_error(pending: list[str], timeout: float) -> GiniError:
-    shown = ", ".join(pending[:20]) + (f" and {len(pending) - 20} more" if len(pending) > 20 else "")
-    return GiniProcessingTimeout(
-        f"{len(pending)} document(s) were still PENDING (or another unfinished progress) after waiting "
-        f"{timeout:g} s: {shown}. "
-        "They are in the manifest as 'pending'; a retry of this task pulls them.",
-        document_ids=pending,
-    )

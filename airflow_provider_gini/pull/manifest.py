@@ -19,7 +19,7 @@ KEY_EXTRACTIONS = (
     "paymentDueDate",
     "docType",
 )
-OUTCOMES = ("pulled", "skipped", "errored", "pending", "gone")
+OUTCOMES = ("pulled", "skipped", "errored", "pending", "gone", "failed")
 
 
 def flatten(extractions: Any) -> dict[str, str | None]:
@@ -45,6 +45,8 @@ class ManifestLine:
     files: list[str] = field(default_factory=list)
     extractions: dict[str, str | None] = field(default_factory=dict)
     error: str | None = None
+    # A failed document's error is one a new try cannot fix (client/errors.py). Not written.
+    terminal: bool = field(default=False, compare=False)
 
     def to_json(self) -> str:
         body: dict[str, Any] = {
@@ -61,9 +63,12 @@ class ManifestLine:
         return json_bytes(body).decode()
 
 
-def manifest_name(run_id: str | None, window: list[str | None]) -> str:
+def manifest_name(run_id: str | None, window: list[str | None], try_number: int = 1) -> str:
+    """``manifest-<run_id>.jsonl``; a later try of the run (a retry, a clear, a backfill that
+    reprocesses it) gets ``.try<N>`` too, so it never replaces the record of an earlier try."""
     label = run_id or f"{window[0] or 'start'}_{window[1] or 'end'}"
-    return "manifest-" + re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:150] + ".jsonl"
+    suffix = f".try{try_number}" if try_number > 1 else ""
+    return "manifest-" + re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:150] + suffix + ".jsonl"
 
 
 class ManifestWriter:

@@ -13,6 +13,7 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow_provider_gini._compat import AirflowSensorTimeout
 from airflow_provider_gini.client.errors import shown
 from airflow_provider_gini.hooks.gini import GiniHook
+from airflow_provider_gini.operators.base import terminal_errors
 from airflow_provider_gini.operators.documents import complete_processing_event, fail_on_error
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
 
@@ -49,7 +50,9 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
         return GiniHook(self.gini_conn_id, **self.hook_params)
 
     def poke(self, context: Context) -> bool:
-        progress = fail_on_error(self.document_id, self.hook.get_document(self.document_id)["progress"])
+        with terminal_errors():
+            document = self.hook.get_document(self.document_id)
+        progress = fail_on_error(self.document_id, document["progress"])
         self.log.info("Document %s is %s", self.document_id, shown(str(progress), 40))
         return bool(progress == "COMPLETED")
 

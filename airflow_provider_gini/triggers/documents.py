@@ -22,7 +22,7 @@ from typing import Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-from airflow_provider_gini.client.errors import GiniError, shown
+from airflow_provider_gini.client.errors import GiniError, is_terminal, shown
 
 # Few threads on purpose: every extra thread contends for the GIL with the event loop.
 POLLER_THREADS = 4
@@ -78,7 +78,8 @@ def forget_shared_hooks() -> None:
 
 
 class GiniDocumentProcessedTrigger(BaseTrigger):
-    """Fires ``{"status": "success"|"failed"|"timeout"|"error", "document_id", "progress", "message"}``.
+    """Fires ``{"status": "success"|"failed"|"timeout"|"error", "document_id", "progress", "message",
+    "terminal"}``; ``terminal`` marks an error a new try cannot fix (a refused password, ...).
 
     ``end_time`` is an epoch timestamp (seconds); ``hook_params`` are plain values (numbers,
     strings), as ``serialize()`` must carry nothing else.
@@ -140,9 +141,16 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                     delay = max(0.0, min(delay, self.end_time - time.time()))
                 await asyncio.sleep(delay)
         except GiniError as exc:
-            yield self._event("error", None, f"Waiting for document {self.document_id} failed: {exc}")
+            message = f"Waiting for document {self.document_id} failed: {exc}"
+            yield self._event("error", None, message, terminal=is_terminal(exc))
 
-    def _event(self, status: str, progress: str | None, message: str) -> TriggerEvent:
+    def _event(self, status: str, progress: str | None, message: str, terminal: bool = False) -> TriggerEvent:
         return TriggerEvent(  # type: ignore[no-untyped-call]
-            {"status": status, "document_id": self.document_id, "progress": progress, "message": message}
+            {
+                "status": status,
+                "document_id": self.document_id,
+                "progress": progress,
+                "message": message,
+                "terminal": terminal,
+            }
         )

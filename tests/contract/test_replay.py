@@ -64,8 +64,8 @@ from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
 with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
     GiniPullDocumentsOperator(task_id="pull", gini_conn_id="gini_replay",
-                              destination="{{ dag_run.conf['destination'] }}", created_after=None,
-                              created_before=None, page_size=50, max_workers=8, pending_timeout=1,
+                              destination="{{ dag_run.conf['destination'] }}", full_history=True,
+                              page_size=50, max_workers=8, pending_timeout=1,
                               poll_interval=0.2, hook_params={"backoff_initial": 0.01, "backoff_max": 0.05})
 """
 

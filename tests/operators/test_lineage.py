@@ -28,7 +28,7 @@ from airflow.sdk import DAG
 from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
 with DAG("{dag_id}", schedule="@daily", start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)):
-    GiniPullDocumentsOperator(task_id="pull", destination=%r, max_workers=2)
+    GiniPullDocumentsOperator(task_id="pull", destination=%r, full_history=True, max_workers=2)
 """
 
 

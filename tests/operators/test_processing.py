@@ -53,6 +53,7 @@ def test_trigger_events(gini_connection: RunningSandbox) -> None:
             "document_id": ok,
             "progress": "COMPLETED",
             "message": f"Document {ok} is COMPLETED",
+            "terminal": False,
         }
     ]
     assert time.monotonic() - started < 5
@@ -65,6 +66,7 @@ def test_trigger_events(gini_connection: RunningSandbox) -> None:
     [missing] = events(GiniDocumentProcessedTrigger(document_id="no-such-document", poll_interval=0.1))
     assert missing["status"] == "error"
     assert "404" in missing["message"]
+    assert missing["terminal"] is True  # a document that does not exist: no retries
 
 
 def test_many_triggers_share_one_token(gini_connection: RunningSandbox) -> None:

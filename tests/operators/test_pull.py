@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import textwrap
 import uuid
 from collections.abc import Callable
@@ -57,7 +58,7 @@ from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 with DAG("{dag_id}", schedule="@daily", start_date=datetime(2026, 1, 5, tzinfo=timezone.utc), catchup=True,
          max_active_runs=1) as dag:
     GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}",
-                              include_processed=True, max_workers=4, pending_timeout=PENDING_TIMEOUT,
+                              full_history=True, include_processed=True, max_workers=4, pending_timeout=PENDING_TIMEOUT,
                               poll_interval=0.2, hook_params={"backoff_initial": 0.01, "backoff_max": 0.05})
 """
 
@@ -154,8 +155,14 @@ def test_rerun_is_idempotent(
 ) -> None:
     dag = pull_dag()
     first = xcom(run(dag, day(7), tmp_path), "pull")
-    stamps = {p: os.stat(tmp_path / p).st_mtime_ns for p in files_under(tmp_path) if "_manifests" not in p}
+    stamps = {
+        p: os.stat(tmp_path / p).st_mtime_ns
+        for p in files_under(tmp_path)
+        if not p.startswith(("_manifests", "_state"))
+    }
     gini_connection.reset_counters()
+    # Without its watermark the same run lists the same window again: everything is skipped.
+    shutil.rmtree(tmp_path / "_state")
     again = run(dag, day(7), tmp_path)
     second = xcom(again, "pull")
     assert again.state == "success"
@@ -201,12 +208,12 @@ def test_document_still_pending_fails_the_task_by_name_and_a_retry_gets_it(
 
 @every_profile
 def test_pending_failure_message_names_the_ids(gini_connection: RunningSandbox, tmp_path: Path) -> None:
-    from airflow_provider_gini.client.errors import GiniProcessingTimeout
+    from airflow_provider_gini.client.errors import GiniPullIncomplete
 
     ids = gini_connection.insert_documents(count=2, creationDate=ms(day(6)) + 1000, readyIn=3600)
-    with pytest.raises(GiniProcessingTimeout) as caught:
+    with pytest.raises(GiniPullIncomplete) as caught:
         pull_day_six(tmp_path, pending_timeout=0.2)
-    assert sorted(caught.value.document_ids) == sorted(ids)
+    assert sorted(caught.value.pending) == sorted(ids)
     assert all(i in str(caught.value) for i in ids)
 
 
@@ -254,13 +261,18 @@ def test_xcom_is_small_whatever_the_window(
     dag_run = run(pull_dag(), day(7), tmp_path)
     result = xcom(dag_run, "pull")
     assert result["pulled"] >= 150
-    assert set(result) == {"manifest", "pulled", "skipped", "errored", "pending", "gone", "window"}
+    assert set(result) == {
+        "manifest",
+        *("pulled", "skipped", "errored", "pending", "gone", "failed"),
+        *("window", "watermark", "unfinished"),
+    }
     assert len(json.dumps(result)) < 600
 
 
 def test_unwritable_destination_fails_before_any_request(
     gini_connection: RunningSandbox, tmp_path: Path
 ) -> None:
+    from airflow_provider_gini._compat import AirflowFailException
     from airflow_provider_gini.client.errors import GiniConfigError
     from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
@@ -270,8 +282,9 @@ def test_unwritable_destination_fails_before_any_request(
     operator = GiniPullDocumentsOperator(
         task_id="pull", destination=str(blocked / "sub"), created_after=None, created_before=None
     )
-    with pytest.raises(GiniConfigError, match="Cannot write to the destination"):
+    with pytest.raises(AirflowFailException, match="Cannot write to the destination") as caught:
         operator.execute({"run_id": "manual_2"})  # type: ignore[arg-type]
+    assert isinstance(caught.value.__cause__, GiniConfigError)
     assert gini_connection.counters()["requests"] == 0
 
 
@@ -295,11 +308,13 @@ def test_completed_document_without_extractions_fails_the_pull_by_name(
 ) -> None:
     """A document that is COMPLETED and still there, whose extractions answer 404, is not gone:
     the pull fails naming it rather than dropping it from the window."""
-    from airflow_provider_gini.client.errors import GiniConflict
+    from airflow_provider_gini.client.errors import GiniPullIncomplete
 
     [doc_id] = gini_connection.insert_documents(creationDate=ms(day(6)) + 1000)
     gini_connection.add_fault("status", status=404, path=f"/documents/{doc_id}/extractions")
-    with pytest.raises(GiniConflict, match=f"Document {doc_id} is COMPLETED, yet Gini has no extractions"):
+    with pytest.raises(
+        GiniPullIncomplete, match=f"Document {doc_id} is COMPLETED, yet Gini has no extractions"
+    ):
         pull_day_six(tmp_path, pending_timeout=1)
 
 
@@ -337,7 +352,7 @@ def test_progress_is_logged(
     from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
     operator = GiniPullDocumentsOperator(
-        task_id="pull", destination=f"file://{tmp_path}", created_after=None, created_before=day(8)
+        task_id="pull", destination=f"file://{tmp_path}", full_history=True, created_before=day(8)
     )
     with caplog.at_level(logging.INFO, logger="airflow_provider_gini.pull"):
         result = operator.execute({"run_id": "manual_3"})  # type: ignore[arg-type]
@@ -361,7 +376,8 @@ def test_window_from_a_non_empty_data_interval(
 
     with DAG("{dag_id}", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"),
              start_date=datetime(2026, 1, 5, tzinfo=timezone.utc)) as dag:
-        GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}")
+        GiniPullDocumentsOperator(task_id="pull", destination="{{ dag_run.conf['destination'] }}",
+                                  start="{{ data_interval_start }}")
     """)
     )
     result = xcom(run(dag, day(7), tmp_path), "pull")
@@ -426,7 +442,7 @@ def test_a_window_of_650_documents_is_pulled_exactly_once(
 def test_an_undocumented_progress_is_waited_for_and_recorded_as_pending(
     gini_connection: RunningSandbox, tmp_path: Path
 ) -> None:
-    from airflow_provider_gini.client.errors import GiniProcessingTimeout
+    from airflow_provider_gini.client.errors import GiniPullIncomplete
 
     [soon] = gini_connection.insert_documents(
         creationDate=ms(day(6)) + 1000, readyIn=1, pendingProgress="QUEUED"
@@ -434,9 +450,9 @@ def test_an_undocumented_progress_is_waited_for_and_recorded_as_pending(
     [stuck] = gini_connection.insert_documents(
         creationDate=ms(day(6)) + 2000, readyIn=3600, pendingProgress="QUEUED"
     )
-    with pytest.raises(GiniProcessingTimeout) as caught:
+    with pytest.raises(GiniPullIncomplete) as caught:
         pull_day_six(tmp_path, pending_timeout=2)
-    assert caught.value.document_ids == [stuck]
+    assert caught.value.pending == [stuck]
     lines = {
         line["id"]: line
         for line in manifest_lines({"manifest": str(next((tmp_path / "_manifests").glob("*.jsonl")))})
@@ -464,4 +480,8 @@ def test_a_list_that_cannot_be_proven_complete_fails_the_task_and_says_why(
     )
     with pytest.raises(GiniIncompleteListing, match=f"cannot be paged past creation date {at}"):
         operator.execute({"run_id": "manual_cap"})  # type: ignore[arg-type]
-    assert not list((tmp_path / "_manifests").glob("*.jsonl"))  # no manifest claims the window
+    # A manifest, if any, holds only what was done before the listing failed: never the window.
+    for manifest in (tmp_path / "_manifests").glob("*.jsonl"):
+        lines = [json.loads(line) for line in manifest.read_text().splitlines()]
+        assert len(lines) < 35
+        assert all((tmp_path / line["id"] / "document.json").exists() for line in lines)

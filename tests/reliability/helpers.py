@@ -87,7 +87,9 @@ def assert_destination(
     truth = {d["id"]: d for d in sandbox.documents(created_after=ms(start), created_before=ms(end))}
     expected = set(truth) - set(missing)
     folders = (
-        {p.name for p in root.iterdir() if p.is_dir() and p.name != "_manifests"} if root.exists() else set()
+        {p.name for p in root.iterdir() if p.is_dir() and p.name not in ("_manifests", "_state")}
+        if root.exists()
+        else set()
     )
     complete = {name for name in folders if (root / name / "document.json").is_file()}
     if not killed:  # a killed process cannot clean up; its rerun must

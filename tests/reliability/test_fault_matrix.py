@@ -14,7 +14,7 @@ import pytest
 
 from airflow_provider_gini.client.errors import (
     GiniError,
-    GiniProcessingTimeout,
+    GiniPullIncomplete,
     GiniRetryError,
 )
 from airflow_provider_gini.sandbox import RunningSandbox
@@ -238,8 +238,8 @@ def pending_named_then_retried(
 ) -> int:
     pending = ctx.ids["pending"]
     [error] = run.errors
-    assert isinstance(error, GiniProcessingTimeout)
-    assert error.document_ids == [pending]
+    assert isinstance(error, GiniPullIncomplete)
+    assert (error.pending, error.failed) == ([pending], {})
     [lines] = manifests(ctx.destination)  # the manifest is written before the task fails
     assert [line["outcome"] for line in lines if line["id"] == pending] == ["pending"]
     ctx.sandbox.change_document(pending, readyIn=0)
@@ -252,9 +252,11 @@ def pending_named_then_retried(
 
 def outage_then_retried(ctx: Ctx, run: PullRun, checked: Checked, rerun: Callable[..., PullRun]) -> int:
     [error] = run.errors
-    assert isinstance(error, GiniRetryError)
-    assert error.status == 503
+    assert isinstance(error, GiniPullIncomplete)  # the one document failed; the others are pulled
+    assert list(error.failed) == [ctx.ids["victim"]]
+    assert ctx.ids["victim"] in error.failed[ctx.ids["victim"]]
     assert ctx.ids["victim"] not in checked.complete
+    assert checked.complete == set(checked.truth) - {ctx.ids["victim"]}
     ctx.sandbox.clear_faults()
     again = rerun()
     assert again.state == "success", again.errors
@@ -375,16 +377,16 @@ CASES: dict[str, Case] = {
         "document still PENDING",
         pending_forever,
         options={"pending_timeout": 0.5},
-        fails_with=GiniProcessingTimeout,
-        message=("still PENDING", "a retry of this task pulls them"),
+        fails_with=GiniPullIncomplete,
+        message=("still processing after 0.5 s", "pulls only what is missing"),
         check=pending_named_then_retried,
     ),
     "one document down for good, then a retry": Case(
         "503 bursts",
         outage_of_one_document,
         options={"hook_params": {"max_attempts": 3}},
-        fails_with=GiniRetryError,
-        message=("failed 3 times, giving up", "503"),
+        fails_with=GiniPullIncomplete,
+        message=("1 failed", "failed 3 times, giving up", "503"),
         check=outage_then_retried,
     ),
     "huge Retry-After": Case(

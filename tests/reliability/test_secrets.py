@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gini._compat import AirflowFailException
 from airflow_provider_gini.client.errors import GiniInvalidUserCredentials, GiniRetryError
 from airflow_provider_gini.sandbox import DEMO_CLIENT, DEMO_USER, RunningSandbox
 from tests.reliability.conftest import Evidence, PullRun, database_texts, task_log_files
@@ -69,7 +70,9 @@ def test_no_secret_in_logs_rendered_fields_xcom_or_errors(
     gini_connection.add_fault("status", status=503, path="/documents")
     outage = run_pull(pull_dag(hook_params={"max_attempts": 2}), tmp_path / "c", day(6), day(8))
     gini_connection.clear_faults()
-    assert [type(e) for e in refused.errors + outage.errors] == [GiniInvalidUserCredentials, GiniRetryError]
+    # The refused password ends the task without retries; its cause is the typed error.
+    assert [type(e) for e in refused.errors + outage.errors] == [AirflowFailException, GiniRetryError]
+    assert isinstance(refused.errors[0].__cause__, GiniInvalidUserCredentials)
 
     # 4. An upload that meets a 401 and a reset after Gini stored it (so a retried task).
     gini_connection.add_fault("status", status=401, path="/documents", method="POST", first=1)

@@ -1,0 +1,293 @@
+"""GiniPullDocumentsOperator: pull a window of documents into storage, incrementally by default."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Sequence
+from typing import Any
+
+from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
+
+from airflow_provider_gini._compat import AirflowFailException
+from airflow_provider_gini.client.errors import GiniPullIncomplete
+from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
+from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
+from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
+from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
+from airflow_provider_gini.pull.state import PullState, StateFile, default_key
+from airflow_provider_gini.pull.storage import Store, destination_path
+from airflow_provider_gini.pull.window import plan_window
+
+MANIFESTS = "_manifests"
+SHOWN_IDS = 20
+XCOM_IDS = 100
+
+
+class GiniPullDocumentsOperator(GiniBaseOperator):
+    """Pull every document created in a window, with its extractions (and, with
+    ``include_processed``, its processed file), into ``destination``.
+
+    **Window.** By default a pull is incremental: it runs from the *watermark* (how far earlier
+    pulls into this destination have gone completely, kept in the destination) to the end of the
+    run (its ``data_interval_end``, or ``run_after`` for runs without a logical date: asset-
+    triggered, triggered without a logical date, ``TriggerDagRunOperator(run_after=...)``).
+    Scheduled, catch-up, backfill, manual and asset-triggered runs so cover each instant once,
+    whichever of them succeeds and whatever Airflow thinks of a run whose pull failed. A run
+    whose end is not past the watermark (a backfill or a cleared run of a covered date) pulls
+    nothing new. The first pull has no watermark and needs ``start`` (a date-time) or
+    ``full_history=True``.
+
+    With ``created_after`` (and optionally ``created_before``) the window is explicit,
+    ``[created_after, created_before or the run's end)``; it moves the watermark only with
+    ``advance_watermark=True``. All four accept datetimes, ISO strings and templates. A window
+    that renders empty is refused with the template to use instead.
+
+    ``watermark_key`` (default ``<dag_id>/<task_id>``, plus ``/<map_index>`` when mapped) names
+    the watermark, so two pulls into one destination keep their own.
+
+    **One document's failure is its own.** A document that fails after the client's retries is
+    in the manifest as ``failed``, with the error naming it, and the pull goes on. At the end the
+    task fails naming the failed and still-processing documents, unless there are at most
+    ``max_failed_documents``: then the watermark moves on and later pulls try them again first
+    until each is done. Otherwise the watermark stays, so the next try (or run) covers the same
+    window again, skipping what is stored. Errors a new try cannot fix (a refused password or
+    client secret, a wrong argument, a document Gini refuses) end the task without retries.
+
+    **Destination.** Anything ``ObjectStoragePath`` understands (a local path, ``file://``,
+    ``s3://``, ...; ``destination_conn_id`` for its credentials). Per document it writes
+    ``<destination>/<id>/document.json``, ``extractions.json`` and ``processed.<ext>``; per run
+    ``<destination>/_manifests/manifest-<run_id>.jsonl`` (one line per document: its outcome,
+    pulled, skipped, errored, pending, gone or failed, and key extractions); and the watermark
+    in ``<destination>/_state/``.
+
+    **Nothing half-written, and a quick stop.** Files are written under temporary names and
+    renamed; ``document.json`` comes last and marks a document complete, so a rerun skips it.
+    Documents still processing are looked at again every ``poll_interval`` seconds, all of them
+    together, for at most ``pending_timeout`` seconds in all. ``execution_timeout``, SIGTERM
+    (``on_kill``) and an error that ends the pull stop it within seconds, and the manifest of
+    what was done is still written.
+
+    **Lineage.** The destination is the task's outlet Asset. With the ``openlineage`` extra,
+    the run's OpenLineage events name the Gini API as input and the destination as output.
+
+    Returns (XCom) ``{"manifest", "pulled", "skipped", "errored", "pending", "gone", "failed",
+    "window", "watermark", "unfinished"}``.
+    """
+
+    template_fields: Sequence[str] = (
+        "gini_conn_id",
+        "destination",
+        "start",
+        "created_after",
+        "created_before",
+        "watermark_key",
+        "include_processed",
+    )
+
+    def __init__(
+        self,
+        *,
+        destination: str | ObjectStoragePath,
+        start: Any = None,
+        full_history: bool = False,
+        created_after: Any = None,
+        created_before: Any = None,
+        watermark_key: str | None = None,
+        advance_watermark: bool = False,
+        max_failed_documents: int = 0,
+        include_extractions: bool = True,
+        include_processed: bool | str = False,
+        max_workers: int = 8,
+        page_size: int = 100,
+        pending_timeout: float = 300.0,
+        poll_interval: float = 2.0,
+        destination_conn_id: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        if not 1 <= page_size <= 250:
+            raise ValueError("page_size must be between 1 and 250")
+        if max_failed_documents < 0:
+            raise ValueError("max_failed_documents must be 0 or more")
+        # Lineage: the destination is the outlet. A templated one is only known at run time, so it
+        # is declared through an alias and the rendered Asset is attached to it in execute().
+        self._alias: AssetAlias | None = None
+        if "outlets" not in kwargs:
+            if isinstance(destination, str) and "{{" not in destination:
+                kwargs["outlets"] = [Asset(_asset_uri(destination))]
+            else:
+                self._alias = AssetAlias(f"gini-pull-destination:{kwargs.get('task_id', 'pull')}")
+                kwargs["outlets"] = [self._alias]
+        super().__init__(**kwargs)
+        self.destination = destination
+        self.start = start
+        self.full_history = full_history
+        self.created_after = created_after
+        self.created_before = created_before
+        self.watermark_key = watermark_key
+        self.advance_watermark = advance_watermark
+        self.max_failed_documents = max_failed_documents
+        self.include_extractions = include_extractions
+        self.include_processed = include_processed
+        self.max_workers = max_workers
+        self.page_size = page_size
+        self.pending_timeout = pending_timeout
+        self.poll_interval = poll_interval
+        self.destination_conn_id = destination_conn_id
+        self.hook_params.setdefault("pool_size", max_workers + 2)
+        self._lineage: PullLineage | None = None
+        self._puller: Puller | None = None
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        with terminal_errors():
+            return self._pull(context)
+
+    def on_kill(self) -> None:
+        """SIGTERM or execution_timeout: the pull stops within seconds, its manifest written."""
+        if self._puller is not None:
+            self._puller.stop()
+
+    def _pull(self, context: Context) -> dict[str, Any]:
+        root = destination_path(self.destination, self.destination_conn_id)
+        store = Store(root)
+        store.ensure_writable()
+        state_file = StateFile(store, self.watermark_key or default_key(context))
+        stateful = self.created_after in (None, "") or self.advance_watermark
+        state = state_file.load() if stateful else PullState(state_file.key)
+        plan = plan_window(
+            context,
+            created_after=self.created_after,
+            created_before=self.created_before,
+            start=self.start,
+            full_history=_flag(self.full_history, "full_history"),
+            advance_watermark=_flag(self.advance_watermark, "advance_watermark"),
+            watermark=state.watermark,
+        )
+        retry = sorted(state.outstanding)
+        run_id = context.get("run_id")
+        run_id = run_id if isinstance(run_id, str) else None
+        shown_window: list[str | None] = [plan.end.isoformat(), plan.end.isoformat()]
+        if plan.window is not None:
+            shown_window = plan.window.as_strings()
+        try_number = getattr(context.get("ti"), "try_number", 1)
+        try_number = try_number if isinstance(try_number, int) else 1
+        name = manifest_name(run_id, shown_window, try_number)
+        manifest = ManifestWriter(store, f"{MANIFESTS}/{name}")
+        self.log.info(
+            "Pulling Gini documents created in %s, and %d unfinished document(s) of earlier pulls, "
+            "into %s (watermark %s: %s)",
+            plan.describe(),
+            len(retry),
+            root,
+            state_file.key,
+            state.watermark.isoformat() if state.watermark else "none yet",
+        )
+        self._lineage = PullLineage(self.hook.gini.settings.api_url, str(root), plan.describe())
+        self._puller = Puller(self.hook, store, self._options())
+        try:
+            result = self._puller.run(plan.window, manifest, retry)
+        except BaseException:
+            # What was done is recorded; the watermark stays, so the next try covers it all again.
+            manifest.commit() if any(manifest.counts.values()) else manifest.abort()
+            raise
+        manifest.commit()
+        counts = manifest.counts
+        acceptable = len(result.incomplete) <= self.max_failed_documents
+        if stateful:
+            state = state.advanced(
+                result, plan.end if plan.advances and acceptable else None, run_id, manifest.uri
+            )
+            state_file.save(state)
+        self._lineage = dataclasses.replace(self._lineage, pulled=counts.get("pulled", 0))
+        self.log.info(
+            "Gini pull done: %s; manifest %s; watermark %s",
+            ", ".join(f"{v} {k}" for k, v in counts.items()),
+            manifest.uri,
+            state.watermark.isoformat() if stateful and state.watermark else "not kept (explicit window)",
+        )
+        if self._alias is not None:
+            context["outlet_events"][self._alias].add(Asset(str(root)))
+        if not acceptable:
+            raise incomplete_error(result, self.max_failed_documents, self.pending_timeout, stateful)
+        if result.incomplete:
+            self.log.warning(
+                "%d document(s) unfinished, within max_failed_documents=%d; later pulls try them "
+                "again first: %s",
+                len(result.incomplete),
+                self.max_failed_documents,
+                _ids(result.incomplete),
+            )
+        return {
+            "manifest": manifest.uri,
+            **counts,
+            "window": shown_window,
+            "watermark": state.watermark.isoformat() if stateful and state.watermark else None,
+            # The first ids only, so XCom stays small; the manifest and the state have them all.
+            "unfinished": result.incomplete[:XCOM_IDS],
+        }
+
+    def _options(self) -> PullOptions:
+        return PullOptions(
+            include_extractions=_flag(self.include_extractions, "include_extractions"),
+            include_processed=_flag(self.include_processed, "include_processed"),
+            max_workers=self.max_workers,
+            page_size=self.page_size,
+            pending_timeout=self.pending_timeout,
+            poll_interval=self.poll_interval,
+            max_failed_documents=self.max_failed_documents,
+        )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """Called by the OpenLineage listener after execute(); None if execute() never began."""
+        return None if self._lineage is None else operator_lineage(self._lineage)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
+
+
+def incomplete_error(result: PullResult, allowed: int, pending_timeout: float, kept: bool) -> Exception:
+    """The error for a pull that left more than ``allowed`` documents unfinished: final
+    (AirflowFailException) only when every one of them failed in a way a new try cannot fix."""
+    parts = []
+    if result.failed:
+        first = next(iter(result.failed.values()))
+        parts.append(f"{len(result.failed)} failed ({_ids(list(result.failed))}; the first: {first})")
+    if result.pending:
+        parts.append(
+            f"{len(result.pending)} still processing after {pending_timeout:g} s ({_ids(result.pending)})"
+        )
+    again = (
+        "the watermark stays, so the next try or run covers this window again and"
+        if kept
+        else "a retry of this task"
+    )
+    message = (
+        f"The pull left {len(result.incomplete)} document(s) unfinished, more than "
+        f"max_failed_documents={allowed}: {'; '.join(parts)}. Everything else is stored and in "
+        f"the manifest; {again} pulls only what is missing."
+    )
+    if not result.pending and all(result.terminal.values()):
+        return AirflowFailException(message + " Not retried: another try cannot succeed.")
+    return GiniPullIncomplete(message, failed=result.failed, pending=result.pending)
+
+
+def _ids(ids: list[str]) -> str:
+    more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+    return ", ".join(ids[:SHOWN_IDS]) + more
+
+
+def _flag(value: Any, name: str) -> bool:
+    """A boolean argument, also when a template rendered it as text."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
+def _asset_uri(destination: str) -> str:
+    if "://" in destination:
+        return destination
+    return "file://" + os.path.abspath(os.path.expanduser(destination))

@@ -1,0 +1,114 @@
+"""The watermark: how far pulls into a destination have gone completely, kept with the data.
+
+One small JSON file per watermark key under ``<destination>/_state/``, written atomically after
+the run's manifest, so it never claims more than the data and manifests beside it hold:
+
+    {"key": ..., "watermark": "<ISO date-time>", "run_id": ..., "manifest": ...,
+     "outstanding": {"<document id>": {"outcome": "failed"|"pending", "error": ...,
+                                       "creationDate": ..., "since": "<run id>", "tries": n}}}
+
+``outstanding`` holds the documents a pull listed but could not finish (failed, or still
+processing when its time ran out). The watermark moves past them, and every later pull with the
+same key tries them first until each is pulled, skipped as already stored, found in ERROR, or
+gone; so the watermark never strands a document and no completed one is pulled again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from airflow_provider_gini.client.errors import GiniConfigError
+from airflow_provider_gini.pull.engine import PullResult
+from airflow_provider_gini.pull.storage import Store
+from airflow_provider_gini.pull.window import moment
+
+STATE = "_state"
+
+
+def default_key(context: Mapping[str, Any]) -> str:
+    """``<dag_id>/<task_id>``, and ``/<map_index>`` for a mapped task's instance."""
+    ti = context.get("ti")
+    dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "dag")
+    task_id = getattr(ti, "task_id", None) or "task"
+    map_index = getattr(ti, "map_index", -1)
+    key = f"{dag_id}/{task_id}"
+    return f"{key}/{map_index}" if isinstance(map_index, int) and map_index >= 0 else key
+
+
+@dataclass
+class PullState:
+    key: str
+    watermark: datetime | None = None
+    outstanding: dict[str, dict[str, Any]] = field(default_factory=dict)
+    run_id: str | None = None
+    manifest: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "watermark": self.watermark.isoformat() if self.watermark else None,
+            "run_id": self.run_id,
+            "manifest": self.manifest,
+            "outstanding": self.outstanding,
+        }
+
+    def advanced(
+        self, result: PullResult, to: datetime | None, run_id: str | None, manifest: str
+    ) -> PullState:
+        """The state after a pull that ran to its end: the watermark at ``to`` (never back), the
+        documents it settled off the outstanding list, the ones it left undone on it."""
+        outstanding = {i: entry for i, entry in self.outstanding.items() if i not in result.settled}
+        for document_id in result.incomplete:
+            line = result.lines[document_id]
+            before = outstanding.get(document_id, {})
+            outstanding[document_id] = {
+                "outcome": line.outcome,
+                "error": line.error,
+                "creationDate": line.creation_date,
+                "since": before.get("since", run_id),
+                "tries": int(before.get("tries", 0)) + 1,
+            }
+        watermark = self.watermark
+        if to is not None and (watermark is None or to > watermark):
+            watermark = to
+        return PullState(self.key, watermark, outstanding, run_id, manifest)
+
+
+class StateFile:
+    def __init__(self, store: Store, key: str) -> None:
+        if not isinstance(key, str) or not key.strip():
+            raise GiniConfigError("watermark_key must be a non-empty string")
+        self.store = store
+        self.key = key
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:80]
+        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
+        self.relative = f"{STATE}/{slug}-{digest}.json"
+        self.uri = store.uri(self.relative)
+
+    def load(self) -> PullState:
+        """The state, or a new one when this key has none yet. An unreadable file is an error,
+        never a silent start from nothing, which would pull everything again or skip a window."""
+        if not self.store.exists(self.relative):
+            return PullState(self.key)
+        try:
+            body = self.store.read_json(self.relative)
+            watermark = moment(body.get("watermark"), "watermark")
+            outstanding = body.get("outstanding") or {}
+            if body.get("key") != self.key or not isinstance(outstanding, dict):
+                raise ValueError("not this key's state")
+        except (ValueError, AttributeError, GiniConfigError, json.JSONDecodeError) as exc:
+            raise GiniConfigError(
+                f"The pull state {self.uri} cannot be read ({type(exc).__name__}: {exc}). Restore it, "
+                "or delete it and pass start= (or full_history=True) to say where pulls begin again"
+            ) from None
+        return PullState(self.key, watermark, outstanding, body.get("run_id"), body.get("manifest"))
+
+    def save(self, state: PullState) -> None:
+        self.store.makedirs(STATE)
+        self.store.write_json(self.relative, state.to_json())
