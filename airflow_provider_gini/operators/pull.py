@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 
 from airflow_provider_gini._compat import AirflowFailException
-from airflow_provider_gini.client.errors import GiniPullIncomplete
+from airflow_provider_gini.client.errors import GiniConfigError, GiniPullIncomplete
 from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
 from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
 from airflow_provider_gini.pull.state import PullState, StateFile, default_key
 from airflow_provider_gini.pull.storage import Store, destination_path
-from airflow_provider_gini.pull.window import plan_window
+from airflow_provider_gini.pull.window import moment, plan_window
 
 MANIFESTS = "_manifests"
 SHOWN_IDS = 20
@@ -44,15 +46,20 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     that renders empty is refused with the template to use instead.
 
     ``watermark_key`` (default ``<dag_id>/<task_id>``, plus ``/<map_index>`` when mapped) names
-    the watermark, so two pulls into one destination keep their own.
+    the watermark, so two pulls into one destination keep their own. The watermark never passes
+    ``watermark_lag`` seconds (default 300) before the listing began: a window ending in the
+    future, a document Gini lists late or a clock that differs from Gini's cannot leave a
+    document behind it; the next pull lists that overlap again and skips what is stored.
 
     **One document's failure is its own.** A document that fails after the client's retries is
     in the manifest as ``failed``, with the error naming it, and the pull goes on. At the end the
     task fails naming the failed and still-processing documents, unless there are at most
     ``max_failed_documents``: then the watermark moves on and later pulls try them again first
     until each is done. Otherwise the watermark stays, so the next try (or run) covers the same
-    window again, skipping what is stored. Errors a new try cannot fix (a refused password or
-    client secret, a wrong argument, a document Gini refuses) end the task without retries.
+    window again, skipping what is stored. A document that fails again in a later run does not
+    count again: it failed its first run, and waits in the state without holding back the rest.
+    Errors a new try cannot fix (a refused password or client secret, a wrong argument, a
+    document Gini refuses) end the task without retries.
 
     **Destination.** Anything ``ObjectStoragePath`` understands (a local path, ``file://``,
     ``s3://``, ...; ``destination_conn_id`` for its credentials). Per document it writes
@@ -96,6 +103,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         watermark_key: str | None = None,
         advance_watermark: bool = False,
         max_failed_documents: int = 0,
+        watermark_lag: float = 300.0,
         include_extractions: bool = True,
         include_processed: bool | str = False,
         max_workers: int = 8,
@@ -111,6 +119,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             raise ValueError("page_size must be between 1 and 250")
         if max_failed_documents < 0:
             raise ValueError("max_failed_documents must be 0 or more")
+        if watermark_lag < 0:
+            raise ValueError("watermark_lag must be 0 or more")
         # Lineage: the destination is the outlet. A templated one is only known at run time, so it
         # is declared through an alias and the rendered Asset is attached to it in execute().
         self._alias: AssetAlias | None = None
@@ -129,6 +139,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self.watermark_key = watermark_key
         self.advance_watermark = advance_watermark
         self.max_failed_documents = max_failed_documents
+        self.watermark_lag = watermark_lag
         self.include_extractions = include_extractions
         self.include_processed = include_processed
         self.max_workers = max_workers
@@ -145,29 +156,33 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             return self._pull(context)
 
     def on_kill(self) -> None:
-        """SIGTERM or execution_timeout: the pull stops within seconds, its manifest written."""
+        """SIGTERM or execution_timeout: the pull stops within seconds, its manifest written.
+        Airflow calls this from its signal handler on the thread that may hold the lock stop()
+        takes, so stop() runs on a thread of its own."""
         if self._puller is not None:
-            self._puller.stop()
+            threading.Thread(target=self._puller.stop, name="gini-pull-stop", daemon=True).start()
 
     def _pull(self, context: Context) -> dict[str, Any]:
         root = destination_path(self.destination, self.destination_conn_id)
         store = Store(root)
         store.ensure_writable()
         state_file = StateFile(store, self.watermark_key or default_key(context))
-        stateful = self.created_after in (None, "") or self.advance_watermark
+        advance = _flag(self.advance_watermark, "advance_watermark")
+        # The same reading of created_after as the window rule's: None, "" and "None" are unset.
+        stateful = moment(self.created_after, "created_after") is None or advance
         state = state_file.load() if stateful else PullState(state_file.key)
+        run_id = context.get("run_id")
+        run_id = run_id if isinstance(run_id, str) else None
         plan = plan_window(
             context,
             created_after=self.created_after,
             created_before=self.created_before,
             start=self.start,
             full_history=_flag(self.full_history, "full_history"),
-            advance_watermark=_flag(self.advance_watermark, "advance_watermark"),
-            watermark=state.watermark,
+            advance_watermark=advance,
+            watermark=state.start_for(run_id),
         )
         retry = sorted(state.outstanding)
-        run_id = context.get("run_id")
-        run_id = run_id if isinstance(run_id, str) else None
         shown_window: list[str | None] = [plan.end.isoformat(), plan.end.isoformat()]
         if plan.window is not None:
             shown_window = plan.window.as_strings()
@@ -186,6 +201,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         )
         self._lineage = PullLineage(self.hook.gini.settings.api_url, str(root), plan.describe())
         self._puller = Puller(self.hook, store, self._options())
+        listed_at = datetime.now(timezone.utc)
         try:
             result = self._puller.run(plan.window, manifest, retry)
         except BaseException:
@@ -194,11 +210,17 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             raise
         manifest.commit()
         counts = manifest.counts
-        acceptable = len(result.incomplete) <= self.max_failed_documents
+        # A document that failed an earlier run already failed that run; now it waits in the
+        # state, tried first by every pull, and does not hold the watermark (or the DAG) back.
+        new = [i for i in result.incomplete if not stateful or state.is_new(i, run_id)]
+        acceptable = len(new) <= self.max_failed_documents
         if stateful:
-            state = state.advanced(
-                result, plan.end if plan.advances and acceptable else None, run_id, manifest.uri
-            )
+            # Never past what the listing can have seen: a window that ends in the future, a
+            # document Gini lists a little late, or a clock that differs from Gini's would
+            # otherwise leave documents behind the watermark. The next pull lists the overlap
+            # again and skips what is stored.
+            to = min(plan.end, listed_at - timedelta(seconds=self.watermark_lag))
+            state = state.advanced(result, to if plan.advances and acceptable else None, run_id, manifest.uri)
             state_file.save(state)
         self._lineage = dataclasses.replace(self._lineage, pulled=counts.get("pulled", 0))
         self.log.info(
@@ -213,10 +235,14 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             raise incomplete_error(result, self.max_failed_documents, self.pending_timeout, stateful)
         if result.incomplete:
             self.log.warning(
-                "%d document(s) unfinished, within max_failed_documents=%d; later pulls try them "
-                "again first: %s",
+                "%d document(s) unfinished (%d of them left so by earlier runs), within "
+                "max_failed_documents=%d; %s: %s",
                 len(result.incomplete),
+                len(result.incomplete) - len(new),
                 self.max_failed_documents,
+                "later pulls try them again first"
+                if stateful
+                else "they are in the manifest; pull this window again to retry them",
                 _ids(result.incomplete),
             )
         return {
@@ -284,7 +310,7 @@ def _flag(value: Any, name: str) -> bool:
         return value
     if isinstance(value, str) and value.strip().lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.strip().lower() in ("true", "1", "yes")
-    raise ValueError(f"{name} must be true or false, got {value!r}")
+    raise GiniConfigError(f"{name} must be true or false, got {value!r}")
 
 
 def _asset_uri(destination: str) -> str:

@@ -33,6 +33,7 @@ from airflow_provider_gini.client.errors import (
     GiniConfigError,
     GiniError,
     GiniNotFound,
+    GiniProcessingError,
     is_terminal,
     shown,
 )
@@ -176,6 +177,7 @@ class Puller:
         progress = Progress(options.progress_every)
         result = PullResult()
         parked: dict[str, _Parked] = {}
+        retried = set(retry)
         lister = Lister(
             self.api, window, list(retry), options.page_size, max(options.page_size, 4 * options.max_workers)
         )
@@ -194,7 +196,11 @@ class Puller:
             nonlocal streak
             future = finished.get()
             in_flight.discard(future)
-            if future.cancelled() or (self.stopping.is_set() and future.exception() is not None):
+            if future.cancelled():
+                return
+            if self.stopping.is_set() and (error := future.exception()) is not None:
+                if not isinstance(error, GiniCancelled):
+                    log.warning("After the pull was stopped, a document's work failed: %r", error)
                 return  # stopped: that document is simply not done
             outcome = future.result()  # what ends the pull is raised here
             if isinstance(outcome, _Parked):
@@ -204,7 +210,9 @@ class Puller:
             parked.pop(line.document_id, None)
             manifest.add(line)
             if line.outcome == "failed":
-                streak += 1
+                # Earlier pulls' unfinished documents, tried first, may all fail again: they
+                # say nothing about whether Gini is failing now.
+                streak += line.document_id not in retried
                 result.failed[line.document_id] = line.error or "failed"
                 result.terminal[line.document_id] = line.terminal
                 result.lines[line.document_id] = line
@@ -215,11 +223,7 @@ class Puller:
                     )
             else:
                 streak = 0
-                if line.outcome == "pending":
-                    result.pending.append(line.document_id)
-                    result.lines[line.document_id] = line
-                else:
-                    result.settled.add(line.document_id)
+                result.settled.add(line.document_id)
             progress.done += 1
             progress.tick()
 
@@ -303,6 +307,8 @@ class Puller:
         except _PULL_ENDING:
             raise
         except GiniError as exc:
+            if self.stopping.is_set():  # a request cut short by stop(): not the document's failure
+                raise GiniCancelled("The pull was stopped") from exc
             doc_id = listed.get("id")
             line = ManifestLine(
                 str(doc_id),
@@ -312,7 +318,9 @@ class Puller:
                 listed.get("creationDate"),
                 error=str(exc),
             )
-            line.terminal = is_terminal(exc)
+            # ERROR found while fetching (the document changed since it was listed) is settled
+            # as errored by the next pull, so a new try can help.
+            line.terminal = is_terminal(exc) and not isinstance(exc, GiniProcessingError)
             return line
 
     def _first_look(self, listed: dict[str, Any]) -> ManifestLine | _Parked:

@@ -11,6 +11,10 @@ the run's manifest, so it never claims more than the data and manifests beside i
 processing when its time ran out). The watermark moves past them, and every later pull with the
 same key tries them first until each is pulled, skipped as already stored, found in ERROR, or
 gone; so the watermark never strands a document and no completed one is pulled again.
+
+``previous`` is where the watermark stood before the run ``run_id`` moved it. Another try of
+that same run (a retry after something failed once the state was saved, a clear of the latest
+run) plans from ``previous`` again, so its manifest lists the whole window, not nothing.
 """
 
 from __future__ import annotations
@@ -48,11 +52,24 @@ class PullState:
     outstanding: dict[str, dict[str, Any]] = field(default_factory=dict)
     run_id: str | None = None
     manifest: str | None = None
+    previous: datetime | None = None
+
+    def start_for(self, run_id: str | None) -> datetime | None:
+        """Where a pull of ``run_id`` starts: ``previous`` for another try of the run that last
+        moved the watermark, the watermark otherwise."""
+        return self.previous if run_id is not None and run_id == self.run_id else self.watermark
+
+    def is_new(self, document_id: str, run_id: str | None) -> bool:
+        """Whether a document left unfinished by this run was not already left so by an earlier
+        run (a document that keeps failing fails one run, then waits in ``outstanding``)."""
+        entry = self.outstanding.get(document_id)
+        return entry is None or entry.get("since") == run_id
 
     def to_json(self) -> dict[str, Any]:
         return {
             "key": self.key,
             "watermark": self.watermark.isoformat() if self.watermark else None,
+            "previous": self.previous.isoformat() if self.previous else None,
             "run_id": self.run_id,
             "manifest": self.manifest,
             "outstanding": self.outstanding,
@@ -72,12 +89,12 @@ class PullState:
                 "error": line.error,
                 "creationDate": line.creation_date,
                 "since": before.get("since", run_id),
-                "tries": int(before.get("tries", 0)) + 1,
+                "tries": (before["tries"] if isinstance(before.get("tries"), int) else 0) + 1,
             }
         watermark = self.watermark
         if to is not None and (watermark is None or to > watermark):
             watermark = to
-        return PullState(self.key, watermark, outstanding, run_id, manifest)
+        return PullState(self.key, watermark, outstanding, run_id, manifest, self.start_for(run_id))
 
 
 class StateFile:
@@ -99,15 +116,18 @@ class StateFile:
         try:
             body = self.store.read_json(self.relative)
             watermark = moment(body.get("watermark"), "watermark")
+            previous = moment(body.get("previous"), "previous")
             outstanding = body.get("outstanding") or {}
             if body.get("key") != self.key or not isinstance(outstanding, dict):
                 raise ValueError("not this key's state")
+            if not all(isinstance(i, str) and isinstance(e, dict) for i, e in outstanding.items()):
+                raise ValueError("an outstanding entry is not an object")
         except (ValueError, AttributeError, GiniConfigError, json.JSONDecodeError) as exc:
             raise GiniConfigError(
                 f"The pull state {self.uri} cannot be read ({type(exc).__name__}: {exc}). Restore it, "
                 "or delete it and pass start= (or full_history=True) to say where pulls begin again"
             ) from None
-        return PullState(self.key, watermark, outstanding, body.get("run_id"), body.get("manifest"))
+        return PullState(self.key, watermark, outstanding, body.get("run_id"), body.get("manifest"), previous)
 
     def save(self, state: PullState) -> None:
         self.store.makedirs(STATE)

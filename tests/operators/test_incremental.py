@@ -41,6 +41,11 @@ def served(sandbox: RunningSandbox, before: datetime, after: datetime | None = N
     return {d["id"] for d in sandbox.documents(**window)}
 
 
+def figure(scenario: str, served_ids: set[str], pulled_ids: set[str], outcome: str) -> None:
+    """One line for the issue's note (``pytest -s ... | grep FIGURE``)."""
+    print(f"FIGURE {scenario}: served {len(served_ids)}, pulled {len(pulled_ids)}; {outcome}")
+
+
 def manifest(result: dict[str, Any]) -> list[dict[str, Any]]:
     path = Path(result["manifest"].removeprefix("file://"))
     return [json.loads(line) for line in path.read_text().splitlines()]
@@ -104,6 +109,12 @@ def test_a_failed_pull_under_an_all_done_leaf_loses_no_window(
     assert {line["id"] for line in manifest(result)} == served(gini_connection, day(8), day(6))
     assert on_disk(tmp_path) == served(gini_connection, day(8))
     assert state(tmp_path)["watermark"] == day(8).isoformat()
+    figure(
+        "all_done leaf, pull of 01-07 failed (503)",
+        served(gini_connection, day(8)),
+        on_disk(tmp_path),
+        "01-07 run success with its pull failed; the 01-08 run pulled [01-06, 01-08)",
+    )
 
 
 SKIP_DAG = """
@@ -131,6 +142,12 @@ def test_a_skipped_pull_leaves_its_window_to_the_next_run(
     result = xcom(run(dag, day(8), tmp_path), "pull")
     assert result["window"] == [day(6).isoformat(), day(8).isoformat()]
     assert on_disk(tmp_path) == served(gini_connection, day(8))
+    figure(
+        "pull skipped on 01-07",
+        served(gini_connection, day(8)),
+        on_disk(tmp_path),
+        "01-08 pulled [01-06, 01-08)",
+    )
 
 
 WATERMARK_DAG = """
@@ -161,6 +178,12 @@ def test_a_run_without_a_logical_date_pulls_from_the_watermark_to_its_run_after(
     assert second["window"] == [day(7).isoformat(), at.isoformat()]
     assert on_disk(tmp_path) == served(gini_connection, at, day(6))
     assert not served(gini_connection, day(6)) & on_disk(tmp_path)  # nothing before start
+    figure(
+        "run without a logical date (run_after 01-08 12:00)",
+        served(gini_connection, at, day(6)),
+        on_disk(tmp_path),
+        f"success, window {second['window']}",
+    )
     # A scheduled run whose end the watermark has passed (a backfill, a cleared run) pulls
     # nothing new and moves nothing back.
     late = xcom(run(dag, day(8), tmp_path), "pull")
@@ -206,6 +229,12 @@ def test_an_empty_window_is_refused_and_the_template_it_suggests_works(
     assert result["window"] == [day(6).isoformat(), day(7).isoformat()]
     assert on_disk(tmp_path) == served(gini_connection, day(7), day(6))
     assert result["watermark"] is None  # an explicit window keeps no watermark
+    figure(
+        "[data_interval_start, data_interval_end) under CronTriggerTimetable",
+        served(gini_connection, day(7), day(6)),
+        set(),
+        "refused before any request; the suggested template then pulled them all",
+    )
 
 
 def test_the_empty_window_message_says_what_to_write(tmp_path: Path) -> None:
@@ -261,6 +290,12 @@ def test_one_poisoned_document_fails_alone_and_is_named(
     assert poisoned in bad["error"]
     assert "{id}" not in bad["error"]
     assert "500" in bad["error"]
+    figure(
+        "one document whose extractions always answer 500",
+        everything,
+        on_disk(tmp_path),
+        f"task failed naming {poisoned}; manifest kept",
+    )
     # The watermark stayed (the run failed), the document waits in the state; once Gini
     # answers, the next try pulls it and fetches nothing it already has.
     assert state(tmp_path)["watermark"] is None
@@ -325,6 +360,12 @@ def test_pending_documents_are_waited_for_together_under_one_timeout(
     assert sorted(caught.value.pending) == sorted(stuck)
     assert took < 12, took  # serial waits would take 24 s
     assert on_disk(tmp_path) == served(gini_connection, day(7), day(6)) - set(stuck)
+    figure(
+        "8 never-finishing documents, 2 workers, pending_timeout 3 s",
+        served(gini_connection, day(7), day(6)),
+        on_disk(tmp_path),
+        f"failed naming the 8 after {took:.1f} s",
+    )
 
 
 def test_a_terminal_document_error_does_not_wait_out_pending_ones(
@@ -347,6 +388,12 @@ def test_a_terminal_document_error_does_not_wait_out_pending_ones(
     outcome = {line["id"]: line["outcome"] for line in lines}
     assert (outcome[refused], outcome[pending]) == ("failed", "pending")
     assert on_disk(tmp_path) == served(gini_connection, day(7)) - {refused, pending}
+    figure(
+        "one 422 and one PENDING, pending_timeout 60 s",
+        served(gini_connection, day(7)),
+        on_disk(tmp_path),
+        f"failed after {took:.1f} s (the whole dag.test run)",
+    )
 
 
 def test_on_kill_stops_the_pull_within_seconds_and_keeps_its_manifest(
@@ -409,3 +456,62 @@ def test_execution_timeout_stops_a_pull_waiting_for_pending_documents(
     [lines] = manifests(tmp_path).values()
     assert {line["id"] for line in lines} == on_disk(tmp_path)
     assert on_disk(tmp_path) <= served(gini_connection, day(7)) - {pending}
+
+
+def test_an_explicit_window_moves_the_watermark_only_when_asked(
+    gini_connection: RunningSandbox, tmp_path: Path
+) -> None:
+    from airflow_provider_gini._compat import AirflowFailException
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    def pull(**window: Any) -> dict[str, Any]:
+        operator = GiniPullDocumentsOperator(task_id="pull", destination=str(tmp_path), **window)
+        return dict(operator.execute({"run_id": f"manual_{len(window)}_{time.time_ns()}"}))  # type: ignore[arg-type]
+
+    first = pull(start=day(6), created_before=day(7))
+    assert first["watermark"] == day(7).isoformat()
+    kept = pull(created_after=day(7), created_before=day(8))
+    assert (kept["watermark"], state(tmp_path)["watermark"]) == (None, day(7).isoformat())
+    moved = pull(created_after=day(7), created_before=day(8), advance_watermark=True)
+    assert moved["watermark"] == state(tmp_path)["watermark"] == day(8).isoformat()
+    with pytest.raises(AirflowFailException, match="would skip the documents in between"):
+        pull(created_after=day(9), created_before=day(10), advance_watermark=True)
+    assert state(tmp_path)["watermark"] == day(8).isoformat()
+    assert on_disk(tmp_path) == served(gini_connection, day(8), day(6))
+
+
+def test_a_document_that_keeps_failing_fails_one_run_then_waits_without_holding_the_rest(
+    gini_connection: RunningSandbox, dag_file: Callable[..., Any], tmp_path: Path
+) -> None:
+    newest = max(gini_connection.documents(created_before=ms(day(7))), key=lambda d: d["creationDate"])
+    poisoned = newest["id"]
+    gini_connection.add_fault("status", status=500, path=f"/documents/{poisoned}/extractions")
+    dag = dag_file(POISON_DAG.replace("MAX_FAILED", "0"))
+    assert task_states(run(dag, day(7), tmp_path)) == {"pull": "failed"}
+    later = run(dag, day(8), tmp_path)
+    assert later.state == "success"  # the next run is not held back by the same document
+    result = xcom(later, "pull")
+    assert (result["failed"], result["unfinished"]) == (1, [poisoned])
+    assert result["watermark"] == day(8).isoformat()
+    entry = state(tmp_path)["outstanding"][poisoned]
+    assert (entry["outcome"], entry["tries"]) == ("failed", 2)
+    assert on_disk(tmp_path) == served(gini_connection, day(8)) - {poisoned}
+
+
+def test_another_try_of_the_run_that_moved_the_watermark_lists_its_window_again(
+    gini_connection: RunningSandbox, tmp_path: Path
+) -> None:
+    """Something failed after the state was saved (an XCom push, a lost success): the next try
+    of that run must not report an empty window; it lists the same one and skips it all."""
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    def attempt() -> dict[str, Any]:
+        operator = GiniPullDocumentsOperator(task_id="pull", destination=str(tmp_path), start=day(6))
+        context = {"run_id": "scheduled__2026-01-07", "data_interval_end": day(7)}
+        return dict(operator.execute(context))  # type: ignore[arg-type]
+
+    first, second = attempt(), attempt()
+    truth = served(gini_connection, day(7), day(6))
+    assert first["window"] == second["window"] == [day(6).isoformat(), day(7).isoformat()]
+    assert (first["pulled"] + first["errored"], second["skipped"]) == (len(truth), len(truth))
+    assert second["watermark"] == day(7).isoformat()

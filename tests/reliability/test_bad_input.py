@@ -191,7 +191,6 @@ CONFIG_CASES: dict[str, ConfigCase] = {
     "include_processed not a boolean": ConfigCase(
         operator={"include_processed": "maybe"},
         message=r"include_processed must be true or false",
-        error=ValueError,
     ),
 }
 
