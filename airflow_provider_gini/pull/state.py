@@ -12,9 +12,10 @@ processing when its time ran out). The watermark moves past them, and every late
 same key tries them first until each is pulled, skipped as already stored, found in ERROR, or
 gone; so the watermark never strands a document and no completed one is pulled again.
 
-``previous`` is where the watermark stood before the run ``run_id`` moved it. Another try of
-that same run (a retry after something failed once the state was saved, a clear of the latest
-run) plans from ``previous`` again, so its manifest lists the whole window, not nothing.
+``run_id`` is the run that last moved the watermark and ``previous`` where it stood before.
+Another try of that run (a retry after something failed once the state was saved, a clear or a
+backfill that reprocesses it) plans from ``previous`` again, so its manifest lists the whole
+window, not nothing; a run that moves nothing leaves both as they are.
 """
 
 from __future__ import annotations
@@ -91,10 +92,13 @@ class PullState:
                 "since": before.get("since", run_id),
                 "tries": (before["tries"] if isinstance(before.get("tries"), int) else 0) + 1,
             }
-        watermark = self.watermark
-        if to is not None and (watermark is None or to > watermark):
-            watermark = to
-        return PullState(self.key, watermark, outstanding, run_id, manifest, self.start_for(run_id))
+        watermark, owner, previous = self.watermark, self.run_id, self.previous
+        if to is not None and (watermark is None or to > watermark or run_id == owner):
+            # This run moved the watermark (or is another try of the run that did): a later try
+            # of it starts where this one started.
+            watermark = to if watermark is None or to > watermark else watermark
+            owner, previous = run_id, self.start_for(run_id)
+        return PullState(self.key, watermark, outstanding, owner, manifest, previous)
 
 
 class StateFile:

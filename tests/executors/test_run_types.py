@@ -1,6 +1,7 @@
 """Which window each kind of DAG run pulls, under a real scheduler (LocalExecutor): catch-up
 runs, a backfill (``airflow backfill create``) that reprocesses dates already pulled (Airflow
-clears those runs and runs them again), a manual run
+clears those runs and runs them again: the older pulls nothing new, the one that moved the
+watermark lists its window again), a manual run
 without a logical date (``airflow dags trigger`` without ``-l``) and an asset-triggered run. Two
 DAGs share one watermark (``watermark_key``) in one destination; over the whole sequence every
 document the sandbox holds from ``start`` to the last run's end is pulled exactly once."""
@@ -162,9 +163,11 @@ def every_run_type(gini_sandbox: RunningSandbox, tmp_path: Path) -> None:
     jan6, jan7 = f"scheduled__{JAN6.isoformat()}", f"scheduled__{JAN7.isoformat()}"
     assert said[(jan6, 1)] == f"[{START.isoformat()}, {JAN6.isoformat()}) (first pull, from start)", said
     assert said[(jan7, 1)] == f"[{JAN6.isoformat()}, {JAN7.isoformat()}) (from the watermark)", said
+    # The backfill: Jan 6 is behind the watermark, so nothing new; Jan 7 is the run that moved the
+    # watermark, so its new try lists its window again (all of it skipped, as stored).
     nothing_new = "nothing new (the watermark is at or past this run's end, {})"
-    assert said[(jan6, 2)] == nothing_new.format(JAN6.isoformat()), said  # the backfill
-    assert said[(jan7, 2)] == nothing_new.format(JAN7.isoformat()), said
+    assert said[(jan6, 2)] == nothing_new.format(JAN6.isoformat()), said
+    assert said[(jan7, 2)] == said[(jan7, 1)], said
     assert said[(manual_run, 1)].startswith(f"[{JAN7.isoformat()}, "), said
     manual_end = bounds(said[(manual_run, 1)])[1]
     # From the watermark the manual run left: its end, less watermark_lag (300 s) before its
@@ -178,6 +181,10 @@ def every_run_type(gini_sandbox: RunningSandbox, tmp_path: Path) -> None:
         lines = [json.loads(line) for line in manifest.read_text().splitlines()]
         pulled += [line["id"] for line in lines if line["outcome"] in ("pulled", "errored")]
     assert len(pulled) == len(set(pulled)), "a document was pulled twice"
+    [again] = (destination / "_manifests").glob("manifest-scheduled__2026-01-07*.try2.jsonl")
+    outcomes = [json.loads(line)["outcome"] for line in again.read_text().splitlines()]
+    assert outcomes, again
+    assert set(outcomes) == {"skipped"}, outcomes
     asset_end = datetime.fromisoformat(bounds(said[(asset_run, 1)])[1])
     truth = {d["id"] for d in gini_sandbox.documents(created_after=ms(START), created_before=ms(asset_end))}
     assert set(new) <= truth

@@ -188,6 +188,7 @@ def test_a_run_without_a_logical_date_pulls_from_the_watermark_to_its_run_after(
     # nothing new and moves nothing back.
     late = xcom(run(dag, day(8), tmp_path), "pull")
     assert (late["pulled"], late["skipped"], late["watermark"]) == (0, 0, at.isoformat())
+    assert state(tmp_path)["run_id"] == unscheduled.run_id  # a run that moved nothing owns nothing
     assert on_disk(tmp_path) == served(gini_connection, at, day(6))
 
 
