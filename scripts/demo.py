@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections import defaultdict
 from contextlib import contextmanager
@@ -43,6 +44,9 @@ def main() -> int:
 
     config = SandboxConfig()
     destination = Path(os.environ.get("GINI_DESTINATION", ROOT / ".demo" / "documents"))
+    # Each demo shows every day's window: the watermark of an earlier demo would make every run
+    # "nothing new" (the documents it stored are skipped, not fetched again).
+    shutil.rmtree(destination / "_state", ignore_errors=True)
     with run_sandbox(config) as sandbox:
         os.environ.update(sandbox.connection_env())
         seeded = f"seeded {config.seed_days} days from {config.seed_start}"
