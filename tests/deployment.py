@@ -99,6 +99,24 @@ class Deployment:
             [str(AIRFLOW), *args], env=self.env, capture_output=True, text=True, timeout=timeout, check=False
         )
 
+    def airflow_write(
+        self, *args: str, done: Callable[[], bool] = lambda: False, attempts: int = 6
+    ) -> subprocess.CompletedProcess[str]:
+        """An ``airflow`` CLI command that writes to the DB the running components also write to.
+
+        SQLite answers "database is locked" at once, whatever its busy timeout, when a
+        transaction that has read wants to write while another holds the write lock; the CLI
+        then rolls back and exits 1. Such a command is run again, unless ``done`` says its
+        effect is already there."""
+        for _ in range(attempts):
+            result = self.airflow(*args)
+            if result.returncode == 0 or "database is locked" not in result.stdout + result.stderr:
+                return result
+            if done():
+                return subprocess.CompletedProcess(result.args, 0, result.stdout, result.stderr)
+            time.sleep(2)
+        return result
+
     def start(self, name: str, *args: str) -> Component:
         log = self.home / f"{name}.log"
         with log.open("wb") as out:

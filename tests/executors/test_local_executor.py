@@ -26,7 +26,8 @@ from tests.deployment import (
     once_more_on_state_race,
 )
 
-pytestmark = pytest.mark.timeout(300)
+# Room for a second run from scratch (tests/deployment.py's AirflowStateRace) on a loaded machine.
+pytestmark = pytest.mark.timeout(600)
 
 UTC = timezone.utc
 DAG_ID = "gini_daily_pull_scheduled"
@@ -83,9 +84,9 @@ def local_executor_deployment(home: Path, extra_env: dict[str, str]) -> Iterator
         "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
         # All three start at once to save time, so the first task may be queued before the
         # api-server answers (it needs 20-30 s to start on a loaded 2-core machine): its
-        # supervisor keeps trying for up to two minutes, at most 2 s apart, instead of failing
+        # supervisor keeps trying for up to five minutes, at most 2 s apart, instead of failing
         # after the default five tries.
-        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "60",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "150",
         "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "2",
         # The scheduler serves task logs on 8793 by default; a busy port must not fail the test.
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
@@ -96,7 +97,9 @@ def local_executor_deployment(home: Path, extra_env: dict[str, str]) -> Iterator
         deployment.start("dag-processor", "dag-processor")
         deployment.start("scheduler", "scheduler")
         health = answers(f"{api_url}/execution/health")
-        deployment.wait_for("answer from the Execution API", health, timeout=90)
+        # 20-30 s on a quiet 2-core machine; over 90 s was seen with both CI sessions starting
+        # deployments at once.
+        deployment.wait_for("answer from the Execution API", health, timeout=240)
         yield deployment
 
 

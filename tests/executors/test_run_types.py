@@ -21,7 +21,7 @@ from airflow_provider_gini.sandbox import RunningSandbox
 from tests.deployment import Deployment, check_state_race, once_more_on_state_race
 from tests.executors.test_local_executor import local_executor_deployment
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = pytest.mark.timeout(900)  # two runs from scratch at most, on a loaded machine
 
 UTC = timezone.utc
 START = datetime(2026, 1, 5, tzinfo=UTC)
@@ -122,24 +122,37 @@ def every_run_type(gini_sandbox: RunningSandbox, tmp_path: Path) -> None:
         deployment.wait_for("two catch-up runs", settled(deployment, "gini_runs_scheduled", 2), STEP_TIMEOUT)
         # A backfill that reprocesses both dates (Airflow clears their runs and runs them again):
         # their ends are at or before the watermark, so they pull nothing new.
-        backfill = deployment.airflow(
+        backfill = deployment.airflow_write(
             *("backfill", "create", "--dag-id", "gini_runs_scheduled"),
             *("--from-date", JAN6.isoformat(), "--to-date", JAN7.isoformat()),
             *("--reprocess-behavior", "completed"),
+            done=lambda: bool(deployment.query("SELECT id FROM backfill")),
         )
         assert backfill.returncode == 0, backfill.stdout + backfill.stderr
         deployment.wait_for(
             "the backfill", settled(deployment, "gini_runs_scheduled", 2, tries=2), STEP_TIMEOUT
         )
         # A manual run without a logical date: from the watermark to its run_after.
-        manual = deployment.airflow("dags", "trigger", "gini_runs_scheduled", "-o", "json")
+        runs_before = len(deployment.query("SELECT run_id FROM dag_run WHERE dag_id = 'gini_runs_scheduled'"))
+        manual = deployment.airflow_write(
+            *("dags", "trigger", "gini_runs_scheduled"),
+            done=lambda: (
+                len(deployment.query("SELECT run_id FROM dag_run WHERE dag_id = 'gini_runs_scheduled'"))
+                > runs_before
+            ),
+        )
         assert manual.returncode == 0, manual.stdout + manual.stderr
         deployment.wait_for("the manual run", settled(deployment, "gini_runs_scheduled", 3), STEP_TIMEOUT)
         # New documents, then an asset event: the asset-triggered run pulls them.
         time.sleep(1)
         new = gini_sandbox.insert_documents(count=5, creationDate=int(time.time() * 1000), spacingMs=10)
         time.sleep(1)
-        produced = deployment.airflow("dags", "trigger", "gini_runs_producer")
+        produced = deployment.airflow_write(
+            *("dags", "trigger", "gini_runs_producer"),
+            done=lambda: bool(
+                deployment.query("SELECT run_id FROM dag_run WHERE dag_id = 'gini_runs_producer'")
+            ),
+        )
         assert produced.returncode == 0, produced.stdout + produced.stderr
         deployment.wait_for(
             "the asset-triggered run", settled(deployment, "gini_runs_on_asset", 1), STEP_TIMEOUT
