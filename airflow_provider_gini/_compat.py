@@ -17,12 +17,25 @@ except ImportError:  # older Task SDKs, then Airflow 2
         from airflow.utils.log.secrets_masker import mask_secret  # type: ignore[no-redef,import-not-found,unused-ignore]
 
 try:
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSensorTimeout
+    from airflow.sdk.exceptions import (
+        AirflowException,
+        AirflowFailException,
+        AirflowSensorTimeout,
+        TaskDeferred,
+    )
 except ImportError:  # before Airflow 3.2 the Task SDK raised core's exceptions (3.2+ still re-exports them)
     from airflow.exceptions import (  # type: ignore[assignment,attr-defined,no-redef,unused-ignore]
         AirflowException,
         AirflowFailException,
         AirflowSensorTimeout,
+        TaskDeferred,
     )
 
-__all__ = ["AirflowException", "AirflowFailException", "AirflowSensorTimeout", "BaseHook", "mask_secret"]
+__all__ = [
+    "AirflowException",
+    "AirflowFailException",
+    "AirflowSensorTimeout",
+    "BaseHook",
+    "TaskDeferred",
+    "mask_secret",
+]

@@ -46,7 +46,9 @@ class GiniBaseOperator(BaseOperator):
     ) -> None:
         super().__init__(**kwargs)
         self.gini_conn_id = gini_conn_id
-        self.hook_params = hook_params or {}
+        # A copy: one dict is often shared by many operators (default_args), and operators add
+        # their own values to it (the pull sizes its connection pool to its workers).
+        self.hook_params = dict(hook_params or {})
 
     @cached_property
     def hook(self) -> GiniHook:

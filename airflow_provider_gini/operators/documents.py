@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from typing import Any
 
 from airflow.configuration import conf
@@ -17,6 +18,10 @@ from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_erro
 from airflow_provider_gini.operators.pull import GiniPullDocumentsOperator
 from airflow_provider_gini.pull.storage import destination_path
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
+
+# Beyond a wait's own timeout, the time its trigger has to report it before Airflow's deferral
+# timeout fails the task: the trigger's timeout event, with its message, should come first.
+DEFERRAL_GRACE = 60.0
 
 __all__ = [
     "GiniDeleteDocumentOperator",
@@ -99,6 +104,9 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
                         hook_params=self.hook_params,
                     ),
                     method_name="execute_complete",
+                    # Airflow's own deadline too: without a triggerer (or one without this
+                    # provider) the trigger never runs, and the task would stay deferred for ever.
+                    timeout=timedelta(seconds=self.processing_timeout + DEFERRAL_GRACE),
                 )
             fail_on_error(document_id, doc["progress"])
             return document_id

@@ -147,7 +147,9 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self.pending_timeout = pending_timeout
         self.poll_interval = poll_interval
         self.destination_conn_id = destination_conn_id
-        self.hook_params.setdefault("pool_size", max_workers + 2)
+        # Every worker and the lister hold a connection at once: a smaller pool would make them
+        # queue for connections (and urllib3 warn that the pool is full).
+        self.hook_params["pool_size"] = max(int(self.hook_params.get("pool_size", 0)), max_workers + 2)
         self._lineage: PullLineage | None = None
         self._puller: Puller | None = None
 
@@ -186,9 +188,12 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         shown_window: list[str | None] = [plan.end.isoformat(), plan.end.isoformat()]
         if plan.window is not None:
             shown_window = plan.window.as_strings()
-        try_number = getattr(context.get("ti"), "try_number", 1)
+        ti = context.get("ti")
+        try_number = getattr(ti, "try_number", 1)
         try_number = try_number if isinstance(try_number, int) else 1
-        name = manifest_name(run_id, shown_window, try_number)
+        map_index = getattr(ti, "map_index", -1)
+        task = self.task_id + (f".{map_index}" if isinstance(map_index, int) and map_index >= 0 else "")
+        name = manifest_name(run_id, shown_window, try_number, task)
         manifest = ManifestWriter(store, f"{MANIFESTS}/{name}")
         self.log.info(
             "Pulling Gini documents created in %s, and %d unfinished document(s) of earlier pulls, "

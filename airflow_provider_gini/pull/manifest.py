@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -63,12 +64,20 @@ class ManifestLine:
         return json_bytes(body).decode()
 
 
-def manifest_name(run_id: str | None, window: list[str | None], try_number: int = 1) -> str:
-    """``manifest-<run_id>.jsonl``; a later try of the run (a retry, a clear, a backfill that
-    reprocesses it) gets ``.try<N>`` too, so it never replaces the record of an earlier try."""
+def manifest_name(
+    run_id: str | None, window: list[str | None], try_number: int = 1, task: str | None = None
+) -> str:
+    """``manifest-<run_id>.<task>.jsonl``: ``task`` is the task id, with ``.<map index>`` for a
+    mapped instance, so task instances of one run never share a manifest. A later try of the
+    same instance (a retry, a clear, a backfill that reprocesses it) gets ``.try<N>`` too, so it
+    never replaces the record of an earlier try."""
     label = run_id or f"{window[0] or 'start'}_{window[1] or 'end'}"
-    suffix = f".try{try_number}" if try_number > 1 else ""
-    return "manifest-" + re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:150] + suffix + ".jsonl"
+    parts = [re.sub(r"[^A-Za-z0-9._-]+", "_", label)[:150]]
+    if task:
+        parts.append(re.sub(r"[^A-Za-z0-9._-]+", "_", task)[:120])
+    if try_number > 1:
+        parts.append(f"try{try_number}")
+    return "manifest-" + ".".join(parts) + ".jsonl"
 
 
 class ManifestWriter:
@@ -82,7 +91,8 @@ class ManifestWriter:
         self._lock = threading.Lock()
         folder, _, name = relative.rpartition("/")
         store.makedirs(folder)
-        self._temporary = f"{folder}/{TMP_MARK}{name}"
+        # Unique to this writer: two pulls never write (or rename, or remove) each other's file.
+        self._temporary = f"{folder}/{TMP_MARK}{uuid.uuid4().hex[:12]}-{name}"
         self._out: IO[bytes] = store.fs.open(store.path(self._temporary), "wb")
 
     def add(self, line: ManifestLine) -> None:

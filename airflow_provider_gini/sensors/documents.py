@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -14,7 +15,7 @@ from airflow_provider_gini._compat import AirflowSensorTimeout
 from airflow_provider_gini.client.errors import shown
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.operators.base import terminal_errors
-from airflow_provider_gini.operators.documents import complete_processing_event, fail_on_error
+from airflow_provider_gini.operators.documents import DEFERRAL_GRACE, complete_processing_event, fail_on_error
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
 
 
@@ -42,7 +43,7 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
         super().__init__(**kwargs)
         self.document_id = document_id
         self.gini_conn_id = gini_conn_id
-        self.hook_params = hook_params or {}
+        self.hook_params = dict(hook_params or {})  # a copy: default_args share one dict
         self.deferrable = deferrable
 
     @cached_property
@@ -70,6 +71,9 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
                     hook_params=self.hook_params,
                 ),
                 method_name="execute_complete",
+                # Airflow's own deadline too: without a triggerer (or one without this provider)
+                # the trigger never runs, and the task would stay deferred for ever.
+                timeout=timedelta(seconds=self.timeout + DEFERRAL_GRACE),
             )
         return self.document_id
 
