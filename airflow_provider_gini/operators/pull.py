@@ -63,8 +63,9 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
 
     **Destination.** Anything ``ObjectStoragePath`` understands (a local path, ``file://``,
     ``s3://``, ...; ``destination_conn_id`` for its credentials). Per document it writes
-    ``<destination>/<id>/document.json``, ``extractions.json`` and ``processed.<ext>``; per run
-    ``<destination>/_manifests/manifest-<run_id>.jsonl`` (one line per document: its outcome,
+    ``<destination>/<id>/document.json``, ``extractions.json`` and ``processed.<ext>``; per task
+    instance and try ``<destination>/_manifests/manifest-<run_id>.<task_id>[.<map_index>]
+    [.try<N>].jsonl`` (one line per document: its outcome,
     pulled, skipped, errored, pending, gone or failed, and key extractions); and the watermark
     in ``<destination>/_state/``.
 

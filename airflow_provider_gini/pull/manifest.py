@@ -93,7 +93,19 @@ class ManifestWriter:
         store.makedirs(folder)
         # Unique to this writer: two pulls never write (or rename, or remove) each other's file.
         self._temporary = f"{folder}/{TMP_MARK}{uuid.uuid4().hex[:12]}-{name}"
+        self._remove_dead(folder, name)
         self._out: IO[bytes] = store.fs.open(store.path(self._temporary), "wb")
+
+    def _remove_dead(self, folder: str, name: str) -> None:
+        """The temporary manifests earlier tries of this task instance left when they were
+        killed: Airflow runs one try of a task instance at a time, so their writers are dead."""
+        instance = re.sub(r"\.try\d+\.jsonl$|\.jsonl$", "", name)
+        for left in self.store.names(folder) or []:
+            if not left.startswith(TMP_MARK):
+                continue
+            written = left[len(TMP_MARK) :].split("-", 1)[-1]
+            if re.fullmatch(re.escape(instance) + r"(\.try\d+)?\.jsonl", written):
+                self.store.fs.rm(self.store.path(f"{folder}/{left}"))
 
     def add(self, line: ManifestLine) -> None:
         data = (line.to_json() + "\n").encode()
