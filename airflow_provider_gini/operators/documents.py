@@ -3,7 +3,6 @@ operator lives in operators/pull.py and is importable from here too."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
@@ -15,6 +14,7 @@ from airflow_provider_gini._compat import AirflowException, AirflowFailException
 from airflow_provider_gini.client.api import FINISHED
 from airflow_provider_gini.client.errors import GiniNotFound
 from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
+from airflow_provider_gini.operators.idempotency import adopt, record, upload_tag
 from airflow_provider_gini.operators.pull import GiniPullDocumentsOperator
 from airflow_provider_gini.pull.storage import destination_path
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
@@ -39,9 +39,19 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
     here, or, with ``deferrable`` (default: ``[operators] default_deferrable``), in the triggerer.
     ERROR fails the task without retries.
 
-    A retry never creates a second document: the upload itself is not retried once it may have
-    reached Gini, and a retried task first adopts a document of the same name that this DAG run
-    already uploaded.
+    Every upload carries an idempotency tag as Gini metadata headers:
+    ``X-Document-Metadata-Airflow-Dag-Id``, ``-Airflow-Run-Id``, ``-Airflow-Task-Id``,
+    ``-Airflow-Map-Index`` (-1 when not mapped) and ``-Content-Sha256`` (of the bytes uploaded).
+    Values are ASCII: anything else, ``%`` and spaces included, is percent-encoded (UTF-8), and
+    a value longer than 200 characters is cut and ends in ``~`` and 16 hex digits of its hash.
+
+    The upload itself is not retried once it may have reached Gini. A later try of the task
+    (a retry, or the task cleared) adopts a document created since the DAG run started only if
+    it has the same name and Gini returns its tag with all five values equal: the same task
+    instance uploaded the same content. Gini is not known to return upload metadata (its SDK
+    docs say it is for reporting), so against Gini a later try uploads again, and warns naming
+    the same-name documents of this run it could not prove to be its own: one of them may be a
+    duplicate. The sandbox returns the tag only with its ``echo_metadata`` switch on.
     """
 
     template_fields: Sequence[str] = ("gini_conn_id", "file", "filename", "doctype", "content_type")
@@ -84,12 +94,15 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
         if not source.is_file():
             raise AirflowFailException(f"Cannot upload {source}: no such file")
         name = self.filename or source.name
-        document_id = self._adopt(context, name)
+        data = source.read_bytes()
+        tag = upload_tag(context, data)
+        document_id = adopt(self.hook, context, name, tag, self.log)
         if document_id is None:
             document_id = self.hook.upload_document(
-                source.read_bytes(), filename=name, doctype=self.doctype, content_type=self.content_type
+                data, filename=name, doctype=self.doctype, content_type=self.content_type, metadata=tag
             )
             self.log.info("Uploaded %s to Gini as document %s", name, document_id)
+            record(context, document_id, tag)
         if not self.wait_for_processing:
             return document_id
         if self.deferrable:
@@ -100,7 +113,7 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
                         document_id=document_id,
                         gini_conn_id=self.gini_conn_id,
                         poll_interval=self.poll_interval,
-                        end_time=time.time() + self.processing_timeout,
+                        timeout=self.processing_timeout,
                         hook_params=self.hook_params,
                     ),
                     method_name="execute_complete",
@@ -117,21 +130,6 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
         return complete_processing_event(event)
-
-    def _adopt(self, context: Context, name: str) -> str | None:
-        """On a retry: the document of this name this DAG run already uploaded, if any."""
-        ti = context.get("ti")
-        dag_run = context.get("dag_run")
-        if ti is None or getattr(ti, "try_number", 1) <= 1 or dag_run is None:
-            return None
-        since = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
-        if since is None:
-            return None
-        for doc in self.hook.iter_documents(created_after=since):
-            if doc.get("name") == name:
-                self.log.info("Retry: adopting document %s (%s) uploaded by an earlier try", doc["id"], name)
-                return str(doc["id"])
-        return None
 
 
 def fail_on_error(document_id: str, progress: str) -> str:

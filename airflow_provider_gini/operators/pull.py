@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 
@@ -76,7 +77,12 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     (``on_kill``) and an error that ends the pull stop it within seconds, and the manifest of
     what was done is still written.
 
-    **Lineage.** The destination is the task's outlet Asset. With the ``openlineage`` extra,
+    **Side by side.** Pulls into one destination never remove each other's files, and pulls with
+    one watermark key take turns (pull/lease.py).
+
+    **Lineage.** The destination is the task's outlet Asset, or, where only the worker knows it
+    (a template, a relative path, a mapped pull), an alias named for the DAG and task that each
+    task instance attaches it to. Its URI never holds the connection id. With the ``openlineage`` extra,
     the run's OpenLineage events name the Gini API as input and the destination as output.
 
     Returns (XCom) ``{"manifest", "pulled", "skipped", "errored", "pending", "gone", "failed",
@@ -122,15 +128,12 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             raise ValueError("max_failed_documents must be 0 or more")
         if watermark_lag < 0:
             raise ValueError("watermark_lag must be 0 or more")
-        # Lineage: the destination is the outlet. A templated one is only known at run time, so it
-        # is declared through an alias and the rendered Asset is attached to it in execute().
-        self._alias: AssetAlias | None = None
+        # Lineage: the destination is the outlet. One that is only known on the worker (a
+        # template, a relative or ~ path) is declared through an alias, and the Asset of where the
+        # data landed is attached to it in execute().
         if "outlets" not in kwargs:
-            if isinstance(destination, str) and "{{" not in destination:
-                kwargs["outlets"] = [Asset(_asset_uri(destination))]
-            else:
-                self._alias = AssetAlias(f"gini-pull-destination:{kwargs.get('task_id', 'pull')}")
-                kwargs["outlets"] = [self._alias]
+            known = _asset_uri(destination)
+            kwargs["outlets"] = [Asset(known) if known else destination_alias(kwargs)]
         super().__init__(**kwargs)
         self.destination = destination
         self.start = start
@@ -155,24 +158,51 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self._puller: Puller | None = None
 
     def execute(self, context: Context) -> dict[str, Any]:
+        self._stopping = threading.Event()
         with terminal_errors():
-            return self._pull(context)
+            root = destination_path(self.destination, self.destination_conn_id)
+            store = Store(root)
+            key = self.watermark_key or default_key(context)
+            advance = _flag(self.advance_watermark, "advance_watermark")
+            # The same reading of created_after as the window rule's: None, "" and "None" are unset.
+            stateful = moment(self.created_after, "created_after") is None or advance
+            # The lease comes before any other write: it is what tells other pulls this one is
+            # alive (pull/lease.py). Pulls with one watermark key take turns.
+            store.ensure_writable(key if stateful else None, holder=f"{context.get('run_id')} {self.task_id}")
+            try:
+                swept = store.sweep()
+                if swept:
+                    self.log.info("Removed %d file(s) that killed pulls left in %s", swept, root)
+                if store.lease is not None:
+                    store.lease.wait_turn(self._stopping, self._waiting)
+                return self._pull(context, store, StateFile(store, key), stateful, advance)
+            finally:
+                store.close()
+
+    def _waiting(self, other: Any) -> None:
+        self.log.info(
+            "Waiting for the pull of %s (pid %s on %s), which holds watermark key %r: pulls with "
+            "one key take turns, so each plans from the watermark the one before it left",
+            other.holder,
+            other.pid,
+            other.host,
+            other.key,
+        )
 
     def on_kill(self) -> None:
         """SIGTERM or execution_timeout: the pull stops within seconds, its manifest written.
         Airflow calls this from its signal handler on the thread that may hold the lock stop()
         takes, so stop() runs on a thread of its own."""
+        stopping = getattr(self, "_stopping", None)
+        if stopping is not None:
+            stopping.set()
         if self._puller is not None:
             threading.Thread(target=self._puller.stop, name="gini-pull-stop", daemon=True).start()
 
-    def _pull(self, context: Context) -> dict[str, Any]:
-        root = destination_path(self.destination, self.destination_conn_id)
-        store = Store(root)
-        store.ensure_writable()
-        state_file = StateFile(store, self.watermark_key or default_key(context))
-        advance = _flag(self.advance_watermark, "advance_watermark")
-        # The same reading of created_after as the window rule's: None, "" and "None" are unset.
-        stateful = moment(self.created_after, "created_after") is None or advance
+    def _pull(
+        self, context: Context, store: Store, state_file: StateFile, stateful: bool, advance: bool
+    ) -> dict[str, Any]:
+        root = store.root
         state = state_file.load() if stateful else PullState(state_file.key)
         run_id = context.get("run_id")
         run_id = run_id if isinstance(run_id, str) else None
@@ -205,7 +235,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             state_file.key,
             state.watermark.isoformat() if state.watermark else "none yet",
         )
-        self._lineage = PullLineage(self.hook.gini.settings.api_url, str(root), plan.describe())
+        self._lineage = PullLineage(self.hook.gini.settings.api_url, store.uri(), plan.describe())
         self._puller = Puller(self.hook, store, self._options())
         listed_at = datetime.now(timezone.utc)
         try:
@@ -235,8 +265,9 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             manifest.uri,
             state.watermark.isoformat() if stateful and state.watermark else "not kept (explicit window)",
         )
-        if self._alias is not None:
-            context["outlet_events"][self._alias].add(Asset(str(root)))
+        alias = self._destination_alias()
+        if alias is not None and "outlet_events" in context:
+            context["outlet_events"][alias].add(Asset(store.uri()))
         if not acceptable:
             raise incomplete_error(result, self.max_failed_documents, self.pending_timeout, stateful)
         if result.incomplete:
@@ -259,6 +290,18 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             # The first ids only, so XCom stays small; the manifest and the state have them all.
             "unfinished": result.incomplete[:XCOM_IDS],
         }
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """A mapped pull never runs ``__init__`` where the DAG is parsed, so its outlet (the
+        destination's alias, one Asset event per mapped instance) is declared here."""
+        if "outlets" not in kwargs:
+            kwargs["outlets"] = [destination_alias(kwargs)]
+        return super().partial(**kwargs)
+
+    def _destination_alias(self) -> AssetAlias | None:
+        name = alias_name(self.dag_id, self.task_id)
+        return next((o for o in self.outlets if isinstance(o, AssetAlias) and o.name == name), None)
 
     def _options(self) -> PullOptions:
         return PullOptions(
@@ -319,7 +362,32 @@ def _flag(value: Any, name: str) -> bool:
     raise GiniConfigError(f"{name} must be true or false, got {value!r}")
 
 
-def _asset_uri(destination: str) -> str:
-    if "://" in destination:
-        return destination
-    return "file://" + os.path.abspath(os.path.expanduser(destination))
+def _asset_uri(destination: Any) -> str | None:
+    """The destination's Asset URI when the DAG file alone tells where the data lands (a URL
+    without template, without the user part a connection id would be; an absolute path),
+    None when only the worker can tell."""
+    if not isinstance(destination, str) or "{{" in destination or "{%" in destination:
+        return None
+    value = destination.strip()
+    if "://" in value:
+        parts = urlsplit(value)
+        return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+    return "file://" + os.path.normpath(value) if os.path.isabs(value) else None
+
+
+def alias_name(dag_id: str | None, task_id: str) -> str:
+    """One alias per DAG and task: alias names are global in Airflow."""
+    return f"gini-pull-destination:{dag_id or '-'}/{task_id}"
+
+
+def destination_alias(kwargs: dict[str, Any]) -> AssetAlias:
+    """The alias of the pull that ``kwargs`` (an operator's or a ``partial``'s) make, named
+    for its DAG and its task id as Airflow will know it (with its task group's prefix)."""
+    from airflow.sdk.definitions._internal.contextmanager import DagContext, TaskGroupContext
+
+    dag = kwargs.get("dag") or DagContext.get_current()
+    group = kwargs.get("task_group") or (TaskGroupContext.get_current(dag) if dag else None)
+    task_id = str(kwargs.get("task_id", "pull"))
+    if group is not None:
+        task_id = group.child_id(task_id)
+    return AssetAlias(alias_name(getattr(dag, "dag_id", None), task_id))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import threading
-import uuid
 from dataclasses import dataclass, field
 from typing import IO, Any
 
@@ -91,14 +90,16 @@ class ManifestWriter:
         self._lock = threading.Lock()
         folder, _, name = relative.rpartition("/")
         store.makedirs(folder)
-        # Unique to this writer: two pulls never write (or rename, or remove) each other's file.
-        self._temporary = f"{folder}/{TMP_MARK}{uuid.uuid4().hex[:12]}-{name}"
+        # Unique to this writer, and with its lease token, so other pulls leave it alone while
+        # this writer lives (pull/lease.py).
+        self._temporary = f"{folder}/{TMP_MARK}{store.token}-{name}"
         self._remove_dead(folder, name)
         self._out: IO[bytes] = store.fs.open(store.path(self._temporary), "wb")
 
     def _remove_dead(self, folder: str, name: str) -> None:
         """The temporary manifests earlier tries of this task instance left when they were
-        killed: Airflow runs one try of a task instance at a time, so their writers are dead."""
+        killed: Airflow runs one try of a task instance at a time, so their writers are dead,
+        also on another machine whose lease has not expired yet (Store.sweep)."""
         instance = re.sub(r"\.try\d+\.jsonl$|\.jsonl$", "", name)
         for left in self.store.names(folder) or []:
             if not left.startswith(TMP_MARK):

@@ -5,6 +5,11 @@ Each file is written under a temporary name beside its target, then renamed. A d
 skips such documents. Document ids become folder names only when they are plain tokens, so
 nothing the API sends can point outside the destination.
 
+Several pulls may write one destination at once (mapped pulls, catch-up runs, two DAGs). A
+temporary name carries its writer's lease token, and a temporary file is removed only by its
+writer or once that writer is provably dead (pull/lease.py), so no pull deletes what a live one
+is writing, and what a killed one left goes at the next pull.
+
 The destination is an ``ObjectStoragePath``; per-document work goes straight to its fsspec
 filesystem with plain string paths, because building path objects costs more CPU than the
 writes themselves when thousands of documents share one core. For a local destination the
@@ -14,6 +19,7 @@ filesystem spends more CPU normalising paths than the system calls take.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -27,6 +33,7 @@ from airflow.sdk import ObjectStoragePath
 from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
 from airflow_provider_gini.client.errors import GiniConfigError, GiniProtocolError
+from airflow_provider_gini.pull.lease import LEASES, Lease, Liveness
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SAFE_EXT = re.compile(r"^[a-z0-9]{1,8}$")
@@ -62,6 +69,14 @@ def destination_path(destination: str | ObjectStoragePath, conn_id: str | None =
     if "://" not in value:
         value = Path(value).expanduser().resolve().as_uri()
     return ObjectStoragePath(value, conn_id=conn_id)
+
+
+def public_uri(root: ObjectStoragePath) -> str:
+    """Where ``root`` is, as a URI without the Airflow connection id that ``str()`` puts in it
+    (``s3://aws_default@bucket/gini``): Assets, lineage and manifests name where the data is,
+    and the same data must have one name whichever connection wrote it."""
+    protocol = root.protocol if isinstance(root.protocol, str) else root.protocol[0]
+    return f"{protocol}://{root.path}"
 
 
 def safe_id(document_id: Any) -> str:
@@ -115,7 +130,11 @@ class _OsFiles:
             os.makedirs(path, exist_ok=True)
 
     def open_write(self, path: str) -> IO[bytes]:
-        return open(path, "wb")
+        try:
+            return open(path, "wb")
+        except FileNotFoundError:  # a pull that found the document gone removed its empty folder
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            return open(path, "wb")
 
     def replace(self, source: str, target: str) -> None:
         os.replace(source, target)
@@ -129,28 +148,87 @@ class Store:
         self.fs = root.fs
         self.base = str(root.path).rstrip("/")
         self.files = _OsFiles() if isinstance(self.fs, LocalFileSystem) else _FsspecFiles(self.fs)
-        # Temporary names: unique to this Store by its random token, then by a counter (a uuid4
+        # Temporary names: unique to this Store by its lease token, then by a counter (a uuid4
         # per write costs a system call; next() on a count is atomic under the GIL).
-        self._temporary = f"{TMP_MARK}{uuid.uuid4().hex}-"
+        self.token = uuid.uuid4().hex
+        self._temporary = f"{TMP_MARK}{self.token}-"
         self._writes = itertools.count()
+        self.liveness = Liveness(self)
+        self.lease: Lease | None = None
 
     def path(self, relative: str) -> str:
         return f"{self.base}/{relative}"
 
-    def uri(self, relative: str) -> str:
-        return str(self.root / relative)
+    def uri(self, relative: str = "") -> str:
+        """A file's URI, or the destination's, without a connection id (public_uri)."""
+        base = public_uri(self.root).rstrip("/")
+        return f"{base}/{relative}" if relative else base
 
-    def ensure_writable(self) -> None:
-        """Fail early, before any request, when the destination cannot be written."""
-        probe = f"{TMP_MARK}probe-{uuid.uuid4().hex}"
+    def ensure_writable(self, key: str | None = None, holder: str = "") -> None:
+        """Fail early, before any request, when the destination cannot be written; then take
+        this writer's lease (before any temporary file), with ``key`` the watermark key whose
+        turn it will wait for (None: none)."""
         try:
-            self.fs.makedirs(self.base, exist_ok=True)
-            self.write_atomic(probe, lambda out: out.write(b""))
-            self.fs.rm(self.path(probe))
+            self.fs.makedirs(f"{self.base}/{LEASES}", exist_ok=True)
+            self.lease = Lease(self.token, self, self.liveness, key, holder)
+            self.lease.take()
         except (OSError, PermissionError) as exc:
             raise GiniConfigError(
                 f"Cannot write to the destination {self.root}: {type(exc).__name__}: {exc}"
             ) from exc
+
+    def close(self) -> None:
+        """Give up the lease, after the last write."""
+        if self.lease is not None:
+            self.lease.release()
+
+    def _lease_path(self, token: str) -> str:
+        return self.path(f"{LEASES}/{token}.json")
+
+    def read_lease(self, token: str) -> bytes | None:
+        try:
+            with self.fs.open(self._lease_path(token), "rb") as handle:
+                return handle.read()  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+
+    def write_lease(self, token: str, data: bytes, first: bool) -> None:
+        if first:
+            with self.files.open_write(self._lease_path(token)) as out:
+                out.write(data)
+        else:
+            self.write_bytes(f"{LEASES}/{token}.json", data)
+
+    def remove_lease(self, token: str) -> None:
+        self._remove_quietly(f"{LEASES}/{token}.json")
+
+    def lease_tokens(self) -> list[str]:
+        names = self.names(LEASES) or []
+        return [n.removesuffix(".json") for n in names if n.endswith(".json") and not n.startswith(TMP_MARK)]
+
+    def removable(self, name: str) -> bool:
+        """Whether ``name`` is a temporary file this writer may remove: its own, or a dead
+        writer's."""
+        if not name.startswith(TMP_MARK):
+            return False
+        token = name[len(TMP_MARK) :].split("-", 1)[0]
+        return token == self.token or self.liveness.dead(token)
+
+    def sweep(self) -> int:
+        """Remove what dead writers left in the destination's own folders (temporary manifests
+        and states, dead leases); their leftovers in document folders go when a pull next
+        visits the document. Returns how many files went."""
+        removed = 0
+        for folder in ("_manifests", "_state", LEASES):
+            for name in self.names(folder) or []:
+                if self.removable(name):
+                    self._remove_quietly(f"{folder}/{name}")
+                    removed += 1
+        for token in self.lease_tokens():
+            if token != self.token and self.liveness.dead(token):
+                self.remove_lease(token)
+                removed += 1
+        return removed
 
     def names(self, folder: str) -> list[str] | None:
         """The file names in ``folder``, or None when it does not exist."""
@@ -189,13 +267,28 @@ class Store:
             return json.loads(handle.read())
 
     def remove_incomplete(self, folder: str) -> None:
-        """Remove ``folder`` unless it holds a complete document (a ``document.json``)."""
+        """Empty ``folder`` unless it holds a complete document (a ``document.json``): all but
+        the temporary files of other live writers, and the folder itself once it is empty."""
         names = self.names(folder)
-        if names is not None and DOCUMENT not in names:
-            self.fs.rm(self.path(folder), recursive=True)
+        if names is None or DOCUMENT in names:
+            return
+        kept = False
+        for name in names:
+            if name.startswith(TMP_MARK) and not self.removable(name):
+                kept = True
+                continue
+            self._remove_quietly(f"{folder}/{name}")
+        if not kept and isinstance(self.files, _OsFiles):  # object stores have no empty folders
+            with contextlib.suppress(OSError):  # another pull wrote into it meanwhile
+                os.rmdir(self.path(folder))
 
     def remove_leftovers(self, folder: str, names: list[str]) -> None:
-        """Temporary files a killed task left behind."""
+        """Temporary files that dead writers left behind."""
         for name in names:
-            if name.startswith(TMP_MARK):
-                self.fs.rm(self.path(f"{folder}/{name}"))
+            if self.removable(name):
+                self._remove_quietly(f"{folder}/{name}")
+
+    def _remove_quietly(self, relative: str) -> None:
+        """Remove a file that another pull may have removed first."""
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(self.path(relative))

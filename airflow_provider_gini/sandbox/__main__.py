@@ -76,6 +76,13 @@ def parser() -> argparse.ArgumentParser:
         type=lambda v: [m.strip().upper() for m in v.split(",") if m.strip()],
         help="e.g. PUT (POST then answers 405)",
     )
+    api.add_argument(
+        "--echo-metadata",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="echo upload metadata headers as uploadMetadata in the document JSON (no Gini source: "
+        "off by default)",
+    )
     return p
 
 

@@ -187,8 +187,9 @@ async def all_documents(
     base, now = base_url(request), state.clock.now()
     index = state.indexes[user_id]
     docs = [state.documents[i] for i in index.newest_first()]
+    api = state.config.api
     return [
-        document_json(d, base, now, state.config.api.page_images)
+        document_json(d, base, now, api.page_images, api.echo_metadata)
         for d in docs
         if (created_after is None or d.created_ms >= created_after)
         and (created_before is None or d.created_ms < created_before)
@@ -201,7 +202,9 @@ async def one_document(request: Request, document_id: str) -> dict[str, Any]:
     doc = state.documents.get(document_id)
     if doc is None:
         raise ApiError(404, f"Document {document_id} not found")
-    body = document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
+    api = state.config.api
+    body = document_json(doc, base_url(request), state.clock.now(), api.page_images, api.echo_metadata)
+    # The metadata headers as received, whatever echo_metadata says: the server's truth.
     return body | {
         "feedback": doc.feedback,
         "metadata": doc.metadata,
@@ -256,7 +259,8 @@ async def change_document(request: Request, document_id: str, change: DocumentCh
         doc.name = change.name
     if change.pendingProgress is not None:
         doc.pending_progress = change.pendingProgress
-    return document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
+    api = state.config.api
+    return document_json(doc, base_url(request), state.clock.now(), api.page_images, api.echo_metadata)
 
 
 @router.delete("/documents/{document_id}", status_code=204)

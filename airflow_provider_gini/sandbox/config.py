@@ -113,6 +113,13 @@ class ApiProfile(BaseModel):
         min_length=1,
         description="POST (every SDK since 2021-08) and PUT (the Pay API docs); the other answers 405",
     )
+    echo_metadata: bool = Field(
+        default=False,
+        description="Switch, no source: the document JSON (list and GET) echoes the upload's "
+        "X-Document-Metadata-* headers as uploadMetadata {name: value}, names lower-case without the "
+        "prefix: the sandbox's own shape. Gini's SDK docs call upload metadata 'intended to be used "
+        "for reporting'; no source shows Gini returning it, so this is off by default",
+    )
 
 
 PROFILES: dict[str, dict[str, object]] = {

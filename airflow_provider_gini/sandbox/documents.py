@@ -53,6 +53,8 @@ UPLOAD_BODY = {
     }
 }
 FEEDBACK_PATH = "/documents/{document_id}/extractions/feedback"
+# Upload metadata headers (Gini: X-Document-Metadata-<Name>); Starlette gives header names lower-case.
+METADATA_PREFIX = "x-document-metadata-"
 _DATE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _VALIDATORS: dict[str, Callable[[str], bool]] = {
     "amount": lambda v: bool(AMOUNT_RE.match(v)),
@@ -66,7 +68,9 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def document_json(doc: Document, base: str, now: float, images: str = "named") -> dict[str, Any]:
+def document_json(
+    doc: Document, base: str, now: float, images: str = "named", metadata: bool = False
+) -> dict[str, Any]:
     url = f"{base}/documents/{doc.id}"
     body: dict[str, Any] = {
         "id": doc.id,
@@ -91,6 +95,12 @@ def document_json(doc: Document, base: str, now: float, images: str = "named") -
         body["partialDocuments"] = [{"document": f"{base}/documents/{p}"} for p in doc.partials]
     if doc.composites:
         body["compositeDocuments"] = [{"document": f"{base}/documents/{c}"} for c in doc.composites]
+    if metadata:
+        # The echo_metadata switch, in the sandbox's own shape: no Gini source shows upload
+        # metadata read back (docs/gini-compat.md), so clients must cope without it.
+        body["uploadMetadata"] = {
+            name.lower().removeprefix(METADATA_PREFIX): value for name, value in doc.metadata.items()
+        }
     return body
 
 
@@ -153,7 +163,7 @@ async def upload(
         content_type = part.content_type or "application/octet-stream"
     else:
         data = await request.body()
-    metadata = {k: v for k, v in request.headers.items() if k.lower().startswith("x-document-metadata-")}
+    metadata = {k: v for k, v in request.headers.items() if k.lower().startswith(METADATA_PREFIX)}
     doc = build_document(state, user, Upload(data, content_type, filename, doctype, metadata))
     return Response(status_code=201, headers={"Location": f"{base_url(request)}/documents/{doc.id}"})
 
@@ -180,7 +190,9 @@ async def list_documents(
         ids = index.by_cursor(ascending, next_ or None, api.cursor == "inclusive", limit)
     base, now = base_url(request), state.clock.now()
     body: dict[str, Any] = {
-        "documents": [document_json(state.documents[i], base, now, api.page_images) for i in ids]
+        "documents": [
+            document_json(state.documents[i], base, now, api.page_images, api.echo_metadata) for i in ids
+        ]
     }
     if api.listing == "legacy" or api.total_count:
         body = {"totalCount": len(index), **body}
@@ -193,7 +205,8 @@ async def get_document(request: Request, document_id: str) -> Response:
     state = sandbox(request)
     media = json_media_type(request)
     doc = _owned(state, user, document_id)
-    body = document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
+    api = state.config.api
+    body = document_json(doc, base_url(request), state.clock.now(), api.page_images, api.echo_metadata)
     return JSONResponse(body, media_type=media)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import timedelta
 from functools import cached_property
@@ -67,7 +66,7 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
                     document_id=self.document_id,
                     gini_conn_id=self.gini_conn_id,
                     poll_interval=self.poke_interval,
-                    end_time=time.time() + self.timeout,
+                    timeout=self.timeout,
                     hook_params=self.hook_params,
                 ),
                 method_name="execute_complete",

@@ -1,9 +1,24 @@
 """GiniDocumentProcessedTrigger: waits in the triggerer until a document leaves PENDING.
 
-Polls run on a small thread pool with the ordinary (blocking) hook, so the event loop never
-blocks and there is one transport, one retry policy and one token lifecycle. Triggers of the
-same connection in one triggerer share a hook, so a thousand waiting documents cost one
-token grant, not a thousand.
+Polls use the ordinary (blocking) hook, so there is one transport, one retry policy and one token
+lifecycle. They run off the event loop on a thread of the trigger's own: a poll that hangs (a slow
+Gini, a retry waiting out its backoff, a read timeout) holds only its own trigger, never the polls
+of the other triggers in the triggerer, as a pool shared by all triggers would. The cost is one
+thread per running trigger, created when run() starts and let go when it ends; between polls it
+sits idle, blocked on its queue, so it takes no GIL time from the event loop, only its stack
+(mostly reserved address space, a few pages resident). Threads that all want the GIL at once
+would starve the loop, though (a thousand triggers waking together), so calls are let into their
+threads a few at a time, and a call that runs long gives up its place after 20 ms (ADMIT_AT_ONCE).
+
+Triggers of the same connection in one triggerer share a hook, so a thousand waiting documents
+cost one token grant, not a thousand. The shared hook's connection pool holds as many connections
+as the triggerer runs triggers and never blocks, so no poll queues behind another for a
+connection.
+
+The wait's ``timeout`` runs on the triggerer's own monotonic clock from the moment run() starts,
+so neither a worker's clock nor the time the trigger waited to be picked up shortens it; it also
+bounds a poll that hangs. A triggerer that restarts runs the trigger again with a fresh timeout:
+Airflow's own deferral timeout, set by the operators, bounds the whole wait.
 """
 
 from __future__ import annotations
@@ -11,22 +26,51 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import importlib
 import json
 import random
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 
+from airflow.configuration import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_gini.client.errors import GiniError, is_terminal, shown
 
-# Few threads on purpose: every extra thread contends for the GIL with the event loop.
-POLLER_THREADS = 4
-_POLLERS = ThreadPoolExecutor(max_workers=POLLER_THREADS, thread_name_prefix="gini-trigger")
+T = TypeVar("T")
+
+
+def _exception_classes(name: str, *modules: str) -> tuple[type[Exception], ...]:
+    """The classes called ``name`` in whichever of ``modules`` exist: Airflow 3.0 raises core's
+    AirflowNotFoundException, later Task SDKs their own."""
+    found: list[type[Exception]] = []
+    for module in modules:
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, Exception) and cls not in found:
+            found.append(cls)
+    return tuple(found)
+
+
+_CONNECTION_NOT_FOUND = _exception_classes(
+    "AirflowNotFoundException", "airflow.sdk.exceptions", "airflow.exceptions"
+)
+# A thread per trigger means a thousand triggers that wake together have a thousand threads
+# wanting the GIL at once, and the event loop's thread waits its turn behind them all (stalls of
+# one to two seconds in benchmarks/triggers.py). So, per event loop, at most ADMIT_AT_ONCE calls
+# (polls, hook builds, thread starts) begin together: each keeps its place until it ends or for
+# ADMIT_FOR seconds, whichever comes first. A call still running by then is waiting on the
+# network, not using the GIL, so a slow poll holds others up for ADMIT_FOR at most.
+ADMIT_AT_ONCE = 8
+ADMIT_FOR = 0.02
+_GATES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
 _HOOKS: OrderedDict[str, Any] = OrderedDict()
 _RECENT: dict[str, tuple[float, str]] = {}
 _HOOKS_LOCK = threading.Lock()
@@ -49,7 +93,14 @@ def shared_hook(gini_conn_id: str, hook_params: dict[str, Any]) -> Any:
         fresh_until, key = _RECENT.get(asked, (0.0, ""))
         if time.monotonic() < fresh_until and key in _HOOKS:
             return _HOOKS[key]
-    hook = GiniHook(gini_conn_id, **{"pool_size": POLLER_THREADS, **hook_params})
+    # As many pooled connections as the triggerer runs triggers: every trigger polls on its own
+    # thread, and a smaller pool would open connections beyond it only to drop them again after
+    # one poll ("Connection pool is full" warnings). The pool never blocks, and holds only as many
+    # connections as were ever in use at once.
+    pool_size = max(
+        int(hook_params.get("pool_size") or 0), conf.getint("triggerer", "capacity", fallback=1000)
+    )
+    hook = GiniHook(gini_conn_id, **{**hook_params, "pool_size": pool_size})
     # One read of the connection serves both the cache key and the hook's session.
     settings = dataclasses.asdict(hook.gini.settings)
     # A digest, so the cache keys hold no credential.
@@ -77,12 +128,49 @@ def forget_shared_hooks() -> None:
         _RECENT.clear()
 
 
+def _nothing() -> None:
+    """A task that only makes an executor start its thread."""
+
+
+async def _admitted(submit: Callable[[], asyncio.Future[T]]) -> T:
+    """The result of the future ``submit()`` returns, ``submit`` called once this event loop's
+    gate lets it in (see ADMIT_AT_ONCE)."""
+    loop = asyncio.get_running_loop()
+    gate = _GATES.get(loop)
+    if gate is None:
+        gate = _GATES[loop] = asyncio.Semaphore(ADMIT_AT_ONCE)
+    await gate.acquire()
+    holding = True
+
+    def release(*_: object) -> None:
+        nonlocal holding
+        if holding:
+            holding = False
+            gate.release()
+
+    timer = loop.call_later(ADMIT_FOR, release)
+    try:
+        future = submit()
+    except BaseException:
+        timer.cancel()
+        release()
+        raise
+    future.add_done_callback(release)
+    return await future
+
+
+class _WaitTimedOut(Exception):
+    """The wait's deadline passed while a call to Gini was still under way."""
+
+
 class GiniDocumentProcessedTrigger(BaseTrigger):
     """Fires ``{"status": "success"|"failed"|"timeout"|"error", "document_id", "progress", "message",
     "terminal"}``; ``terminal`` marks an error a new try cannot fix (a refused password, ...).
 
-    ``end_time`` is an epoch timestamp (seconds); ``hook_params`` are plain values (numbers,
-    strings), as ``serialize()`` must carry nothing else.
+    ``timeout`` is in seconds, counted on the triggerer's clock from when the trigger starts
+    running; ``end_time`` (an epoch timestamp, in seconds) is what earlier versions serialized
+    and is still honoured; with both, the wait ends at the earlier. ``hook_params`` are plain
+    values (numbers, strings), as ``serialize()`` must carry nothing else.
     """
 
     def __init__(
@@ -91,6 +179,7 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
         document_id: str,
         gini_conn_id: str = "gini_default",
         poll_interval: float = 5.0,
+        timeout: float | None = None,
         end_time: float | None = None,
         hook_params: dict[str, Any] | None = None,
     ) -> None:
@@ -98,6 +187,7 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
         self.document_id = document_id
         self.gini_conn_id = gini_conn_id
         self.poll_interval = float(poll_interval)
+        self.timeout = float(timeout) if timeout is not None else None
         self.end_time = float(end_time) if end_time is not None else None
         self.hook_params = dict(hook_params or {})
 
@@ -108,41 +198,124 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                 "document_id": self.document_id,
                 "gini_conn_id": self.gini_conn_id,
                 "poll_interval": self.poll_interval,
+                "timeout": self.timeout,
                 "end_time": self.end_time,
                 "hook_params": self.hook_params,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        loop = asyncio.get_running_loop()
+        # The timeout starts now, on this process's monotonic clock: not when (nor by which
+        # machine's clock) the task deferred, nor when the triggerer got round to this trigger.
+        started = time.monotonic()
+        # This trigger's own thread, so a poll that hangs holds up no other trigger.
+        poller = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gini-trigger")
         try:
-            hook = await loop.run_in_executor(_POLLERS, shared_hook, self.gini_conn_id, self.hook_params)
+            event = await self._wait(poller, started)
+        finally:
+            # Not waiting: a call cut short by the deadline, or by the triggerer cancelling this
+            # trigger, ends on its own (the hook's timeouts and retry policy bound it), and the
+            # thread then exits. Waiting for it here would block the event loop.
+            poller.shutdown(wait=False, cancel_futures=True)
+        yield event
+
+    async def _wait(self, poller: ThreadPoolExecutor, started: float) -> TriggerEvent:
+        loop = asyncio.get_running_loop()
+        seen: str | None = None  # the progress Gini last answered, fit to show
+        try:
+            # The thread is started by the loop's default executor, not on the loop: starting a
+            # thread waits for the new thread's first GIL turn, about 10 ms while other triggers'
+            # threads are busy, so a thousand triggers arriving together would stall the loop
+            # for seconds.
+            await self._call(started, lambda: loop.run_in_executor(None, poller.submit, _nothing))
+            try:
+                hook = await self._call(
+                    started,
+                    lambda: loop.run_in_executor(poller, shared_hook, self.gini_conn_id, self.hook_params),
+                )
+            except (GiniError, _WaitTimedOut):
+                raise
+            except _CONNECTION_NOT_FOUND:
+                return self._event("error", None, self._failed(self._not_defined()))
+            except Exception as exc:
+                # Only the exception's class: a secrets backend's message may carry a URL or a
+                # credential. Not terminal: a fixed connection or backend makes a new try succeed.
+                return self._event(
+                    "error",
+                    None,
+                    self._failed(
+                        f"the Gini hook for connection {self.gini_conn_id!r} could not be built in the"
+                        f" triggerer ({type(exc).__name__}); check that the connection and the hook_params"
+                        " work where the triggerer runs"
+                    ),
+                )
             while True:
-                doc = await loop.run_in_executor(_POLLERS, hook.get_document, self.document_id)
+                doc = await self._call(
+                    started, lambda: loop.run_in_executor(poller, hook.get_document, self.document_id)
+                )
                 progress = doc.get("progress")
                 if progress == "COMPLETED":
-                    yield self._event("success", progress, f"Document {self.document_id} is COMPLETED")
-                    return
+                    return self._event("success", progress, f"Document {self.document_id} is COMPLETED")
                 if progress == "ERROR":
-                    yield self._event(
+                    return self._event(
                         "failed", progress, f"Gini could not process document {self.document_id}"
                     )
-                    return
-                if self.end_time is not None and time.time() >= self.end_time:
-                    shown_progress = shown(str(progress), 40)
-                    yield self._event(
-                        "timeout", shown_progress, f"Document {self.document_id} was still {shown_progress}"
-                    )
-                    return
+                seen = shown(str(progress), 40)
+                left = self._time_left(started)
+                if left is not None and left <= 0:
+                    return self._event("timeout", seen, f"Document {self.document_id} was still {seen}")
                 # +-20% jitter: triggers deferred together would otherwise wake together, every
                 # interval, and a thousand simultaneous wake-ups stall the triggerer's loop.
                 delay = self.poll_interval * random.uniform(0.8, 1.2)
-                if self.end_time is not None:
-                    delay = max(0.0, min(delay, self.end_time - time.time()))
-                await asyncio.sleep(delay)
+                await asyncio.sleep(delay if left is None else min(delay, left))
+        except _WaitTimedOut:
+            if seen is None:
+                message = f"Gini had not answered about document {self.document_id} when the wait timed out"
+            else:
+                message = f"Document {self.document_id} was still {seen}"
+            return self._event("timeout", seen, message)
         except GiniError as exc:
-            message = f"Waiting for document {self.document_id} failed: {exc}"
-            yield self._event("error", None, message, terminal=is_terminal(exc))
+            return self._event("error", None, self._failed(str(exc)), terminal=is_terminal(exc))
+
+    async def _call(self, started: float, submit: Callable[[], asyncio.Future[T]]) -> T:
+        """The result of the call ``submit()`` hands to a thread, submitted once the gate lets
+        it in (see ADMIT_AT_ONCE) and cut short at the deadline (_WaitTimedOut).
+
+        A call made with no time left (only a trigger serialized with an ``end_time`` already
+        past gets one) runs to its answer, so a document that completed meanwhile still succeeds.
+        """
+        left = self._time_left(started)
+        if left is None or left <= 0:
+            return await _admitted(submit)
+        attempt = asyncio.ensure_future(_admitted(submit))
+        try:
+            done, _ = await asyncio.wait({attempt}, timeout=left)
+        finally:
+            # Timed out, or this trigger cancelled: the call's result is no longer wanted.
+            if not attempt.done():
+                attempt.cancel()
+        if not done:
+            raise _WaitTimedOut
+        return attempt.result()
+
+    def _time_left(self, started: float) -> float | None:
+        """Seconds until the deadline (negative once past), or None without one."""
+        left = [started + self.timeout - time.monotonic()] if self.timeout is not None else []
+        if self.end_time is not None:
+            left.append(self.end_time - time.time())
+        return min(left, default=None)
+
+    def _not_defined(self) -> str:
+        return (
+            f"the connection {self.gini_conn_id!r} is not defined where the triggerer runs (the"
+            " triggerer reads connections like the workers do, but in its own environment: add it"
+            " to the metadata database with 'airflow connections add', set"
+            f" AIRFLOW_CONN_{self.gini_conn_id.upper()} in the triggerer's environment, or give the"
+            " triggerer the workers' secrets backend)"
+        )
+
+    def _failed(self, reason: str) -> str:
+        return f"Waiting for document {self.document_id} failed: {reason}"
 
     def _event(self, status: str, progress: str | None, message: str, terminal: bool = False) -> TriggerEvent:
         return TriggerEvent(  # type: ignore[no-untyped-call]

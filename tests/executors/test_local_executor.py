@@ -222,7 +222,7 @@ def daily_pull_under_scheduler(gini_sandbox: RunningSandbox, tmp_path: Path) -> 
         assert {line["outcome"] for line in lines} == {"pulled"}
     assert len(list((destination / "_manifests").iterdir())) == len(RUN_IDS)
     every = truth[RUN_IDS[0]] | truth[RUN_IDS[1]]
-    assert {p.name for p in destination.iterdir()} == every | {"_manifests", "_state"}
+    assert {p.name for p in destination.iterdir()} == every | {"_manifests", "_state", "_leases"}
     for document_id in every:
         assert {p.name for p in (destination / document_id).iterdir()} == {
             "document.json",

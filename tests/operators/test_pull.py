@@ -158,7 +158,7 @@ def test_rerun_is_idempotent(
     stamps = {
         p: os.stat(tmp_path / p).st_mtime_ns
         for p in files_under(tmp_path)
-        if not p.startswith(("_manifests", "_state"))
+        if not p.startswith(("_manifests", "_state", "_leases"))
     }
     gini_connection.reset_counters()
     # Without its watermark the same run lists the same window again: everything is skipped.
@@ -435,7 +435,7 @@ def test_a_window_of_650_documents_is_pulled_exactly_once(
     assert len(lines) == len(truth)
     assert {line["id"] for line in lines} == truth
     assert {line["outcome"] for line in lines} == {"pulled"}
-    assert {p.name for p in tmp_path.iterdir()} == truth | {"_manifests"}
+    assert {p.name for p in tmp_path.iterdir()} == truth | {"_manifests", "_leases"}
 
 
 @every_profile

@@ -8,6 +8,8 @@ import http.client
 import http.server
 import json
 import re
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -46,6 +48,24 @@ def ms(moment: datetime) -> int:
 
 def files_under(root: Path) -> list[str]:
     return sorted(str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()) if root.exists() else []
+
+
+def kill_mid_way(process: subprocess.Popen[bytes], log_path: Path, root: Path, documents: int) -> int:
+    """SIGKILL ``process`` (a pull) once ``documents`` documents are complete under ``root``, as
+    a worker's OOM killer or a lost node would; returns how many were complete then."""
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(root.glob("*/document.json"))) < documents:
+            assert process.poll() is None, log_path.read_text()[-3000:]
+            assert time.monotonic() < deadline, "the child never got going"
+            time.sleep(0.01)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return len(list(root.glob("*/document.json")))
 
 
 def temporary_files(root: Path) -> list[str]:
@@ -87,7 +107,7 @@ def assert_destination(
     truth = {d["id"]: d for d in sandbox.documents(created_after=ms(start), created_before=ms(end))}
     expected = set(truth) - set(missing)
     folders = (
-        {p.name for p in root.iterdir() if p.is_dir() and p.name not in ("_manifests", "_state")}
+        {p.name for p in root.iterdir() if p.is_dir() and p.name not in ("_manifests", "_state", "_leases")}
         if root.exists()
         else set()
     )

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +23,7 @@ from tests.reliability.helpers import (
     assert_destination,
     assert_no_document_created,
     day,
+    kill_mid_way,
     manifests,
     ms,
     temporary_files,
@@ -88,18 +87,7 @@ def test_killed_pull_resumes_to_a_complete_destination(
             stderr=subprocess.STDOUT,
             env=os.environ.copy(),  # AIRFLOW_HOME and AIRFLOW_CONN_GINI_DEFAULT for this sandbox
         )
-        try:
-            deadline = time.monotonic() + 60
-            while complete_documents(destination) < 15:
-                assert child.poll() is None, log_path.read_text()[-3000:]
-                assert time.monotonic() < deadline, "the child never got going"
-                time.sleep(0.01)
-            child.send_signal(signal.SIGKILL)
-            assert child.wait(timeout=10) == -signal.SIGKILL
-        finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+        kill_mid_way(child, log_path, destination, 15)
     evidence.texts["killed child's log"] = log_path.read_text(errors="replace")
     done_at_kill = complete_documents(destination)
     left_at_kill = temporary_files(destination)

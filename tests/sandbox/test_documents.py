@@ -509,6 +509,35 @@ def test_feedback_errors(api: httpx.Client) -> None:
     assert legacy.status_code == 204
 
 
+METADATA = {"X-Document-Metadata-Airflow-Run-Id": "manual__1%20a", "x-document-metadata-BranchId": "7"}
+
+
+@pytest.mark.parametrize(
+    "gini_sandbox_profile",
+    [profile("pay-api"), profile("pay-api", echo_metadata=True)],
+    ids=["off (default)", "echo_metadata"],
+)
+def test_upload_metadata_echo_switch(api: httpx.Client, gini_sandbox: RunningSandbox) -> None:
+    """Upload metadata headers are always kept (the admin API shows them as received); the
+    document JSON carries them only with the echo_metadata switch, as uploadMetadata with
+    lower-case names without the prefix: no Gini source shows Gini returning them."""
+    echo = gini_sandbox.state.config.api.echo_metadata
+    response = api.post("/documents", content=PDF, headers={"Content-Type": "application/pdf", **METADATA})
+    document_id = doc_id(response)
+    got = api.get(f"/documents/{document_id}").json()
+    listed = [
+        d for d in api.get("/documents", params={"limit": 250}).json()["documents"] if d["id"] == document_id
+    ]
+    assert gini_sandbox.document(document_id)["metadata"] == {k.lower(): v for k, v in METADATA.items()}
+    if echo:
+        expected = {"airflow-run-id": "manual__1%20a", "branchid": "7"}
+        assert got["uploadMetadata"] == listed[0]["uploadMetadata"] == expected
+        assert gini_sandbox.documents()[0]["uploadMetadata"] == expected
+    else:
+        assert "uploadMetadata" not in got
+        assert "uploadMetadata" not in listed[0]
+
+
 def test_delete(api: httpx.Client) -> None:
     location = upload(api).headers["Location"]
     assert api.delete(location).status_code == 204
