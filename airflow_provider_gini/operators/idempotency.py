@@ -103,9 +103,13 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
     instance uploaded with the same content, if that can be proven (module docstring); else None."""
     ti = context.get("ti")
     try_number = getattr(ti, "try_number", 1)
-    recorded = _recorded(hook, context, tag, try_number, log)
-    if recorded is not None or ti is None or try_number <= 1 or set(tag) != set(UPLOAD_TAG):
-        return recorded
+    store = context.get("task_state_store")
+    kept = store.get(RECORD_KEY) if store is not None else None
+    if isinstance(kept, dict) and isinstance(kept.get("document_id"), str):
+        # This task instance's own record of its last upload decides: no search by name.
+        return _recorded(hook, kept, tag, try_number, log)
+    if ti is None or try_number <= 1 or set(tag) != set(UPLOAD_TAG):
+        return None
     dag_run = context.get("dag_run")
     since = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
     if since is None:
@@ -158,14 +162,12 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
     return None
 
 
-def _recorded(hook: Any, context: Context, tag: Mapping[str, str], try_number: int, log: Any) -> str | None:
-    """The document an earlier try recorded in the task state store for this same content, if it
-    still exists."""
-    store = context.get("task_state_store")
-    kept = store.get(RECORD_KEY) if store is not None else None
-    document_id = kept.get("document_id") if isinstance(kept, dict) else None
-    if not isinstance(kept, dict) or not isinstance(document_id, str):
-        return None
+def _recorded(
+    hook: Any, kept: dict[str, Any], tag: Mapping[str, str], try_number: int, log: Any
+) -> str | None:
+    """The document an earlier try recorded in the task state store, if it holds the same
+    content and still exists."""
+    document_id = str(kept["document_id"])
     if kept.get("sha256") != tag.get(TAG_CONTENT_SHA256):
         log.info(
             "Try %d: the file changed since this task uploaded document %s (sha256 %s, now %s): uploading it",
@@ -181,7 +183,7 @@ def _recorded(hook: Any, context: Context, tag: Mapping[str, str], try_number: i
         log.info(
             "Try %d: document %s, uploaded by an earlier try, is gone: uploading again",
             try_number,
-            kept["document_id"],
+            document_id,
         )
         return None
     log.info(

@@ -9,9 +9,9 @@ exists before any of its temporary files can be seen.
 
 A writer is dead when:
 - its lease is gone (it ended, or an older version wrote the file without one);
-- it ran on this machine (same host name and boot id) and its process is gone, or the pid is
-  now another process (its start time differs): exact, so a new run cleans up at once after a
-  ``kill -9``;
+- it ran on this machine (same host name, boot id and pid namespace) and its process is gone,
+  or the pid is now another process (its start time differs): exact, so a new run cleans up at
+  once after a ``kill -9``;
 - it ran elsewhere and its lease has expired: a live writer renews it every ``TTL / 4``.
 
 **One pull per watermark key.** Two pulls with the same watermark key (catch-up runs of one
@@ -46,12 +46,18 @@ TTL = 600.0  # seconds a lease outlives its writer's last renewal on another mac
 WAIT_POLL = 2.0
 
 
-def _boot_id() -> str | None:
+def _machine() -> str | None:
+    """This boot of this machine's kernel and this process's PID namespace: two processes
+    with the same value see the same pids. None where /proc cannot tell (not Linux)."""
     try:
         with open("/proc/sys/kernel/random/boot_id") as handle:
-            return handle.read().strip() or None
+            boot = handle.read().strip()
+        # Containers that share the host's name (host networking) still have pid namespaces of
+        # their own, where another container's pid means nothing.
+        namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         return None
+    return f"{boot} {namespace}" if boot else None
 
 
 def _start_time(pid: int) -> str | None:
@@ -102,7 +108,7 @@ class Liveness:
     def __init__(self, files: LeaseFiles) -> None:
         self.read = files.read_lease  # token -> the lease file's bytes, None when there is none
         self.host = socket.gethostname()
-        self.boot = _boot_id()
+        self.boot = _machine()
 
     def lease(self, token: str) -> LeaseBody | None:
         raw = self.read(token)

@@ -76,7 +76,8 @@ def slow_and_fast(box: RunningSandbox, slow_count: int) -> float:
     assert still_waiting == [True] * slow_count
     assert polls == [1] * slow_count
     # A shared pool of four threads made the fast trigger wait out a slow poll (SLOW_POLL s).
-    assert elapsed < SLOW_POLL / 8, f"the fast trigger waited {elapsed:.2f} s behind the slow polls"
+    # Generous, for a loaded machine: the structural proof is still_waiting above.
+    assert elapsed < SLOW_POLL / 2, f"the fast trigger waited {elapsed:.2f} s behind the slow polls"
     return elapsed
 
 
@@ -152,7 +153,9 @@ def test_the_timeout_runs_on_the_triggers_own_clock_from_when_it_runs(
     elapsed = time.monotonic() - started
     assert (event["status"], event["progress"]) == ("timeout", "PENDING")
     assert event["message"] == f"Document {stuck} was still PENDING"
-    assert 0.3 <= elapsed < 1.5, elapsed
+    # Not before its own 0.3 s (the 0.6 s since serialize() did not count); the upper bound only
+    # says it did end, with room for a loaded machine.
+    assert 0.3 <= elapsed < 10, elapsed
     assert gini_connection.counters()["routes"]["GET /documents/{document_id}"] >= 2  # it did poll
 
 
@@ -166,9 +169,10 @@ def test_the_timeout_ends_the_wait_even_while_a_poll_hangs(gini_connection: Runn
     elapsed = time.monotonic() - started
     assert (event["status"], event["progress"], event["terminal"]) == ("timeout", None, False)
     assert event["message"] == f"Gini had not answered about document {stuck} when the wait timed out"
-    assert 0.5 <= elapsed < SLOW_POLL / 2, elapsed
     [rule] = gini_connection.admin.get("/faults").json()
     assert rule["matched"] == 1  # the poll had reached Gini and was hanging there
+    # Ended at its timeout, not when the hanging poll answered (SLOW_POLL s after it began).
+    assert 0.5 <= elapsed < SLOW_POLL - 1, elapsed
 
 
 def test_concurrent_polls_neither_queue_nor_overflow_the_shared_pool(
@@ -184,12 +188,16 @@ def test_concurrent_polls_neither_queue_nor_overflow_the_shared_pool(
             *(first_event(GiniDocumentProcessedTrigger(document_id=d, poll_interval=0.1)) for d in ids)
         )
 
-    started = time.monotonic()
+    gini_connection.reset_counters()  # and the request log
     results = asyncio.run(triggerer())
-    elapsed = time.monotonic() - started
     assert [r["status"] for r in results] == ["success"] * count
-    # All twenty polls at Gini at once: four threads or four connections would take five rounds.
-    assert elapsed < latency * 3, elapsed
+    # How many polls were at Gini at once, from the sandbox's log: four threads or four pooled
+    # connections would allow four.
+    spans = [
+        (r["time"], r["time"] + r["duration"]) for r in gini_connection.requests() if r["method"] == "GET"
+    ]
+    at_once = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert at_once > 4, at_once
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
     assert sum(gini_connection.counters()["grants"].values()) == 1
 

@@ -170,3 +170,55 @@ def test_what_a_killed_pull_left_goes_at_the_next_run(
     assert [p.name for p in (destination / "_manifests").iterdir() if TMP_MARK in p.name] == []
     assert result["pulled"] + result["skipped"] + result["errored"] == total
     assert_destination(gini_connection, destination, START, END, processed=True)
+
+
+def test_only_provably_dead_writers_lose_their_temporary_files(
+    gini_connection: RunningSandbox, tmp_path: Path
+) -> None:
+    """Each rule of pull/lease.py, on lease files as other pulls would have left them."""
+    import socket
+    from dataclasses import asdict
+
+    from airflow_provider_gini.pull.lease import TTL, LeaseBody, _machine, _start_time
+
+    seed(gini_connection, count=5)
+    destination = tmp_path / "destination"
+    (destination / "_leases").mkdir(parents=True)
+    here, machine, pid = socket.gethostname(), _machine(), os.getpid()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    try:
+        leases: dict[str, LeaseBody | bytes | None] = {
+            "nolease": None,
+            "elsewhereexpired": LeaseBody("x", "other-host", "other", 1, None, time.time() - 1),
+            "elsewherelive": LeaseBody("x", "other-host", "other", 1, None, time.time() + TTL),
+            "herelive": LeaseBody("x", here, machine, sleeper.pid, _start_time(sleeper.pid), time.time() - 1),
+            "herepidreused": LeaseBody("x", here, machine, pid, "1", time.time() + TTL),
+            "heregone": LeaseBody("x", here, machine, gone.pid, None, time.time() + TTL),
+            "halfwritten": b'{"token": "halfwr',
+        }
+        for token, body in leases.items():
+            if body is not None:
+                raw = (
+                    body if isinstance(body, bytes) else json.dumps({**asdict(body), "token": token}).encode()
+                )
+                (destination / "_leases" / f"{token}.json").write_bytes(raw)
+        (destination / "_manifests").mkdir()
+        for token in leases:
+            (destination / "_manifests" / f"{TMP_MARK}{token}-manifest-x.jsonl").write_bytes(b"")
+        operator = GiniPullDocumentsOperator(task_id="pull", destination=str(destination), **options())
+        operator.execute({"run_id": "sweeping_run"})  # type: ignore[arg-type]
+        kept = sorted(
+            p.name.removeprefix(TMP_MARK).split("-")[0]
+            for p in (destination / "_manifests").iterdir()
+            if TMP_MARK in p.name
+        )
+        leases_left = sorted(p.stem for p in (destination / "_leases").iterdir())
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Alive, or not provably dead: another machine's unexpired lease, a live process here, a
+    # lease still being written. Everything else was removed, leases and all.
+    assert kept == ["elsewherelive", "halfwritten", "herelive"]
+    assert leases_left == ["elsewherelive", "halfwritten", "herelive"]
