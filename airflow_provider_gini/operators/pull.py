@@ -81,7 +81,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     one watermark key take turns (pull/lease.py).
 
     **Lineage.** The destination is the task's outlet Asset, or, where only the worker knows it
-    (a template, a relative path, a mapped pull), an alias named for the DAG and task that each
+    (a template, a relative path), an alias named for the DAG and task that each
     task instance attaches it to. Its URI never holds the connection id. With the ``openlineage`` extra,
     the run's OpenLineage events name the Gini API as input and the destination as output.
 
@@ -293,10 +293,14 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
-        """A mapped pull never runs ``__init__`` where the DAG is parsed, so its outlet (the
-        destination's alias, one Asset event per mapped instance) is declared here."""
+        """A mapped pull never runs ``__init__`` where the DAG is parsed, so its outlet (one Asset
+        event per mapped instance) is declared here."""
         if "outlets" not in kwargs:
-            kwargs["outlets"] = [destination_alias(kwargs)]
+            # The Asset itself where the DAG file tells where the data lands: instances that
+            # finish together through one alias can race in Airflow's registration of the
+            # alias's first Asset ("UNIQUE constraint failed: asset_alias_asset", seen on 3.3).
+            known = _asset_uri(kwargs.get("destination"))
+            kwargs["outlets"] = [Asset(known) if known else destination_alias(kwargs)]
         return super().partial(**kwargs)
 
     def _destination_alias(self) -> AssetAlias | None:
