@@ -20,6 +20,7 @@ try:
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         TaskDeferred,
     )
@@ -27,6 +28,7 @@ except ImportError:  # before Airflow 3.2 the Task SDK raised core's exceptions 
     from airflow.exceptions import (  # type: ignore[assignment,attr-defined,no-redef,unused-ignore]
         AirflowException,
         AirflowFailException,
+        AirflowNotFoundException,
         AirflowSensorTimeout,
         TaskDeferred,
     )
@@ -34,6 +36,7 @@ except ImportError:  # before Airflow 3.2 the Task SDK raised core's exceptions 
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "BaseHook",
     "TaskDeferred",

@@ -26,7 +26,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
-import importlib
 import json
 import random
 import threading
@@ -41,28 +40,12 @@ from airflow.configuration import conf
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 from asgiref.sync import sync_to_async
 
+from airflow_provider_gini._compat import AirflowNotFoundException
 from airflow_provider_gini.client.errors import GiniError, is_terminal, shown
 
 T = TypeVar("T")
 
 
-def _exception_classes(name: str, *modules: str) -> tuple[type[Exception], ...]:
-    """The classes called ``name`` in whichever of ``modules`` exist: Airflow 3.0 raises core's
-    AirflowNotFoundException, later Task SDKs their own."""
-    found: list[type[Exception]] = []
-    for module in modules:
-        try:
-            cls = getattr(importlib.import_module(module), name)
-        except (ImportError, AttributeError):
-            continue
-        if isinstance(cls, type) and issubclass(cls, Exception) and cls not in found:
-            found.append(cls)
-    return tuple(found)
-
-
-_CONNECTION_NOT_FOUND = _exception_classes(
-    "AirflowNotFoundException", "airflow.sdk.exceptions", "airflow.exceptions"
-)
 # A thread per trigger means a thousand triggers that wake together have a thousand threads
 # wanting the GIL at once, and the event loop's thread waits its turn behind them all (stalls of
 # one to two seconds in benchmarks/triggers.py). So, per event loop, at most ADMIT_AT_ONCE calls
@@ -247,7 +230,7 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                 )
             except (GiniError, _WaitTimedOut):
                 raise
-            except _CONNECTION_NOT_FOUND:
+            except AirflowNotFoundException:
                 return self._event("error", None, self._failed(self._not_defined()))
             except Exception as exc:
                 # Only the exception's class: a secrets backend's message may carry a URL or a
