@@ -18,7 +18,7 @@ from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_erro
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
 from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
-from airflow_provider_gini.pull.state import PullState, StateFile, default_key
+from airflow_provider_gini.pull.state import STATE, PullState, StateFile, default_key
 from airflow_provider_gini.pull.storage import Store, destination_path
 from airflow_provider_gini.pull.window import moment, plan_window
 
@@ -170,7 +170,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             # alive (pull/lease.py). Pulls with one watermark key take turns.
             store.ensure_writable(key if stateful else None, holder=f"{context.get('run_id')} {self.task_id}")
             try:
-                swept = store.sweep()
+                swept = store.sweep((MANIFESTS, STATE))
                 if swept:
                     self.log.info("Removed %d file(s) that killed pulls left in %s", swept, root)
                 if store.lease is not None:

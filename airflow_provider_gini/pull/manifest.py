@@ -7,7 +7,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from airflow_provider_gini.pull.storage import TMP_MARK, Store, json_bytes
+from airflow_provider_gini.pull.storage import TMP_MARK, Store, json_bytes, temporary_parts
 
 KEY_EXTRACTIONS = (
     "amountToPay",
@@ -104,9 +104,9 @@ class ManifestWriter:
         for left in self.store.names(folder) or []:
             if not left.startswith(TMP_MARK):
                 continue
-            written = left[len(TMP_MARK) :].split("-", 1)[-1]
+            _, written = temporary_parts(left)
             if re.fullmatch(re.escape(instance) + r"(\.try\d+)?\.jsonl", written):
-                self.store.fs.rm(self.store.path(f"{folder}/{left}"))
+                self.store.remove_quietly(f"{folder}/{left}")  # a sweeping pull may be first
 
     def add(self, line: ManifestLine) -> None:
         data = (line.to_json() + "\n").encode()

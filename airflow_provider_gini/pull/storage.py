@@ -79,6 +79,12 @@ def public_uri(root: ObjectStoragePath) -> str:
     return f"{protocol}://{root.path}"
 
 
+def temporary_parts(name: str) -> tuple[str, str]:
+    """(writer's token, the rest) of a temporary name, ``.gini-tmp-<token>-<rest>``."""
+    token, _, rest = name[len(TMP_MARK) :].partition("-")
+    return token, rest
+
+
 def safe_id(document_id: Any) -> str:
     if not isinstance(document_id, str) or not SAFE_ID.match(document_id) or document_id in (".", ".."):
         shown = document_id[:60] if isinstance(document_id, str) else type(document_id).__name__
@@ -200,7 +206,7 @@ class Store:
             self.write_bytes(f"{LEASES}/{token}.json", data)
 
     def remove_lease(self, token: str) -> None:
-        self._remove_quietly(f"{LEASES}/{token}.json")
+        self.remove_quietly(f"{LEASES}/{token}.json")
 
     def lease_tokens(self) -> list[str]:
         names = self.names(LEASES) or []
@@ -211,18 +217,18 @@ class Store:
         writer's."""
         if not name.startswith(TMP_MARK):
             return False
-        token = name[len(TMP_MARK) :].split("-", 1)[0]
+        token, _ = temporary_parts(name)
         return token == self.token or self.liveness.dead(token)
 
-    def sweep(self) -> int:
-        """Remove what dead writers left in the destination's own folders (temporary manifests
-        and states, dead leases); their leftovers in document folders go when a pull next
-        visits the document. Returns how many files went."""
+    def sweep(self, folders: tuple[str, ...]) -> int:
+        """Remove what dead writers left in ``folders`` (the destination's own: manifests,
+        state) and in the leases' folder, dead leases too; their leftovers in document folders
+        go when a pull next visits the document. Returns how many files went."""
         removed = 0
-        for folder in ("_manifests", "_state", LEASES):
+        for folder in (*folders, LEASES):
             for name in self.names(folder) or []:
                 if self.removable(name):
-                    self._remove_quietly(f"{folder}/{name}")
+                    self.remove_quietly(f"{folder}/{name}")
                     removed += 1
         for token in self.lease_tokens():
             if token != self.token and self.liveness.dead(token):
@@ -277,7 +283,7 @@ class Store:
             if name.startswith(TMP_MARK) and not self.removable(name):
                 kept = True
                 continue
-            self._remove_quietly(f"{folder}/{name}")
+            self.remove_quietly(f"{folder}/{name}")
         if not kept and isinstance(self.files, _OsFiles):  # object stores have no empty folders
             with contextlib.suppress(OSError):  # another pull wrote into it meanwhile
                 os.rmdir(self.path(folder))
@@ -286,9 +292,9 @@ class Store:
         """Temporary files that dead writers left behind."""
         for name in names:
             if self.removable(name):
-                self._remove_quietly(f"{folder}/{name}")
+                self.remove_quietly(f"{folder}/{name}")
 
-    def _remove_quietly(self, relative: str) -> None:
+    def remove_quietly(self, relative: str) -> None:
         """Remove a file that another pull may have removed first."""
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm(self.path(relative))
