@@ -189,7 +189,7 @@ async def all_documents(
     docs = [state.documents[i] for i in index.newest_first()]
     api = state.config.api
     return [
-        document_json(d, base, now, api.page_images, api.echo_metadata)
+        document_json(d, base, now, api)
         for d in docs
         if (created_after is None or d.created_ms >= created_after)
         and (created_before is None or d.created_ms < created_before)
@@ -202,8 +202,7 @@ async def one_document(request: Request, document_id: str) -> dict[str, Any]:
     doc = state.documents.get(document_id)
     if doc is None:
         raise ApiError(404, f"Document {document_id} not found")
-    api = state.config.api
-    body = document_json(doc, base_url(request), state.clock.now(), api.page_images, api.echo_metadata)
+    body = document_json(doc, base_url(request), state.clock.now(), state.config.api)
     # The metadata headers as received, whatever echo_metadata says: the server's truth.
     return body | {
         "feedback": doc.feedback,
@@ -259,8 +258,7 @@ async def change_document(request: Request, document_id: str, change: DocumentCh
         doc.name = change.name
     if change.pendingProgress is not None:
         doc.pending_progress = change.pendingProgress
-    api = state.config.api
-    return document_json(doc, base_url(request), state.clock.now(), api.page_images, api.echo_metadata)
+    return document_json(doc, base_url(request), state.clock.now(), state.config.api)
 
 
 @router.delete("/documents/{document_id}", status_code=204)

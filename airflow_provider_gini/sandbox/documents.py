@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from airflow_provider_gini.sandbox.api_auth import authenticate, json_media_type, require_accept, sandbox
+from airflow_provider_gini.sandbox.config import ApiProfile
 from airflow_provider_gini.sandbox.errors import ApiError
 from airflow_provider_gini.sandbox.invoices import AMOUNT_RE, BIC_RE, iban_is_valid
 from airflow_provider_gini.sandbox.render import image_bytes, layout, pdf_bytes
@@ -68,9 +69,8 @@ def base_url(request: Request) -> str:
     return str(request.base_url).rstrip("/")
 
 
-def document_json(
-    doc: Document, base: str, now: float, images: str = "named", metadata: bool = False
-) -> dict[str, Any]:
+def document_json(doc: Document, base: str, now: float, api: ApiProfile) -> dict[str, Any]:
+    """The document as the API profile ``api`` renders it (page image sizes, echo_metadata)."""
     url = f"{base}/documents/{doc.id}"
     body: dict[str, Any] = {
         "id": doc.id,
@@ -81,7 +81,10 @@ def document_json(
         "sourceClassification": doc.source_classification,
         "pageCount": doc.page_count,
         "pages": [
-            {"images": {size: f"{url}/pages/{n}/{size}" for size in PAGE_IMAGES[images]}, "pageNumber": n}
+            {
+                "images": {size: f"{url}/pages/{n}/{size}" for size in PAGE_IMAGES[api.page_images]},
+                "pageNumber": n,
+            }
             for n in range(1, doc.page_count + 1)
         ],
         "_links": {
@@ -95,7 +98,7 @@ def document_json(
         body["partialDocuments"] = [{"document": f"{base}/documents/{p}"} for p in doc.partials]
     if doc.composites:
         body["compositeDocuments"] = [{"document": f"{base}/documents/{c}"} for c in doc.composites]
-    if metadata:
+    if api.echo_metadata:
         # The echo_metadata switch, in the sandbox's own shape: no Gini source shows upload
         # metadata read back (docs/gini-compat.md), so clients must cope without it.
         body["uploadMetadata"] = {
@@ -189,11 +192,7 @@ async def list_documents(
     else:
         ids = index.by_cursor(ascending, next_ or None, api.cursor == "inclusive", limit)
     base, now = base_url(request), state.clock.now()
-    body: dict[str, Any] = {
-        "documents": [
-            document_json(state.documents[i], base, now, api.page_images, api.echo_metadata) for i in ids
-        ]
-    }
+    body: dict[str, Any] = {"documents": [document_json(state.documents[i], base, now, api) for i in ids]}
     if api.listing == "legacy" or api.total_count:
         body = {"totalCount": len(index), **body}
     return JSONResponse(body, media_type=media)
@@ -205,8 +204,7 @@ async def get_document(request: Request, document_id: str) -> Response:
     state = sandbox(request)
     media = json_media_type(request)
     doc = _owned(state, user, document_id)
-    api = state.config.api
-    body = document_json(doc, base_url(request), state.clock.now(), api.page_images, api.echo_metadata)
+    body = document_json(doc, base_url(request), state.clock.now(), state.config.api)
     return JSONResponse(body, media_type=media)
 
 
@@ -247,7 +245,7 @@ async def get_pages(request: Request, document_id: str) -> Response:
     json_media_type(request)
     doc = _owned(state, user, document_id)
     _processed(state, doc, "pages")
-    body = document_json(doc, base_url(request), state.clock.now(), state.config.api.page_images)
+    body = document_json(doc, base_url(request), state.clock.now(), state.config.api)
     return _json(request, body["pages"])
 
 
