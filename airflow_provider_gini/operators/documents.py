@@ -46,12 +46,10 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
     a value longer than 200 characters is cut and ends in ``~`` and 16 hex digits of its hash.
 
     The upload itself is not retried once it may have reached Gini. A later try of the task
-    (a retry, or the task cleared) adopts a document created since the DAG run started only if
-    it has the same name and Gini returns its tag with all five values equal: the same task
-    instance uploaded the same content. Gini is not known to return upload metadata (its SDK
-    docs say it is for reporting), so against Gini a later try uploads again, and warns naming
-    the same-name documents of this run it could not prove to be its own: one of them may be a
-    duplicate. The sandbox returns the tag only with its ``echo_metadata`` switch on.
+    (a retry, or the task cleared) adopts an earlier upload only on proof that this task
+    instance uploaded the same content: its record in Airflow's task state store (3.3+), or the
+    tag returned with all five values equal. Otherwise it uploads again, and warns naming the
+    same-name documents of this run it could not prove to be its own (operators/idempotency.py).
     """
 
     template_fields: Sequence[str] = ("gini_conn_id", "file", "filename", "doctype", "content_type")
