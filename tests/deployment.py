@@ -67,6 +67,22 @@ def base_env(home: Path) -> dict[str, str]:
             # Airflow recommends an issuer per deployment; Airflow 3.0 needs one with current PyJWT,
             # which refuses to sign a token whose issuer is None (every request then fails with 500).
             "AIRFLOW__API_AUTH__JWT_ISSUER": "gini-tests",
+            # The tests write their DAG files before the components start and never change them.
+            # Parsing them again every 30 s (the default) only adds load, and on a busy 2-core
+            # machine a parse or its DB write can outlast the defaults below: the file's DAGs
+            # are then deactivated as stale (last parsed > 50 s before the file's last parse
+            # finished) and Airflow 3.0's scheduler failed a running task with "DAG ... not found
+            # in serialized_dag table" (issue 15). Generous limits for a test deployment.
+            "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
+            "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
+            "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": "600",
+            "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "600",
+            # One api-server process, as 3.1+ defaults to. With Airflow 3.0's default of 4,
+            # uvicorn's multiprocess supervisor kills any worker that does not answer its ping
+            # within 5 s (timeout_worker_healthcheck); four workers importing Airflow on a busy
+            # 2-core machine miss it, are killed and restarted, and the api-server never
+            # answered (seen in a test run beside other work: "Child process [...] died" for 4 min).
+            "AIRFLOW__API__WORKERS": "1",
         }
     )
     return env
