@@ -68,11 +68,13 @@ def base_env(home: Path) -> dict[str, str]:
             # which refuses to sign a token whose issuer is None (every request then fails with 500).
             "AIRFLOW__API_AUTH__JWT_ISSUER": "gini-tests",
             # The tests write their DAG files before the components start and never change them.
-            # Parsing them again every 30 s (the default) only adds load, and on a busy 2-core
-            # machine a parse or its DB write can outlast the defaults below: the file's DAGs
-            # are then deactivated as stale (last parsed > 50 s before the file's last parse
-            # finished) and Airflow 3.0's scheduler failed a running task with "DAG ... not found
-            # in serialized_dag table" (issue 15). Generous limits for a test deployment.
+            # Parsing them again every 30 s (the default) only adds load, and each parse updates
+            # the DAG's rows: Airflow 3.0's scheduler fails every scheduled task of a DAG
+            # when it cannot resolve the run's serialized DAG for a moment ("DAG ... not found in
+            # serialized_dag table", apache/airflow#62050 and #54939, under load; issue 15 saw
+            # it fail a task after 61 s). So each file is parsed once, with limits that a busy
+            # 2-core machine cannot outlast (the defaults time a parse out after 50 s and mark a
+            # DAG stale when its parse lags the file's by 50 s).
             "AIRFLOW__DAG_PROCESSOR__MIN_FILE_PROCESS_INTERVAL": "600",
             "AIRFLOW__DAG_PROCESSOR__DAG_FILE_PROCESSOR_TIMEOUT": "600",
             "AIRFLOW__DAG_PROCESSOR__STALE_DAG_THRESHOLD": "600",
