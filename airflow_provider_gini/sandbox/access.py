@@ -137,6 +137,17 @@ class AccessGuard:
     def __init__(self, app: ASGIApp, access: Access) -> None:
         self.app = app
         self.access = access
+        # Host verdicts by header value: parsing an address costs more than the rest of the
+        # check, and a client sends the same Host every time. Bounded against a flood of names.
+        self._hosts: dict[str, bool] = {}
+
+    def _host_allowed(self, host: str) -> bool:
+        verdict = self._hosts.get(host)
+        if verdict is None:
+            verdict = self.access.host_allowed(host)
+            if len(self._hosts) < 256:
+                self._hosts[host] = verdict
+        return verdict
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -154,7 +165,7 @@ class AccessGuard:
 
     def _refusal(self, scope: Scope) -> tuple[int, str, str, list[tuple[bytes, bytes]]] | None:
         host = _header(scope, b"host")
-        if not self.access.host_allowed(host):
+        if not self._host_allowed(host):
             return (
                 421,
                 "host_not_allowed",
