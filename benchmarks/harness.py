@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,9 @@ FIRST_MS = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
 SANDBOX = [sys.executable, "-m", "airflow_provider_gini.sandbox"]
+# The sandbox's admin token travels in the environment, which the sandbox and every benchmark
+# child inherit (the sandbox CLI reads it); checkouts older than the token ignore it.
+_ADMIN_TOKEN_ENV = "GINI_SANDBOX_ADMIN_TOKEN"
 _sandbox_core: int | None = None
 _CORES_ENV = "GINI_BENCHMARK_CORES"
 
@@ -47,6 +51,7 @@ def separate_cores() -> str:
 def start_sandbox(*options: str, cwd: str | None = None) -> tuple[subprocess.Popen[str], str]:
     """The sandbox CLI on a port the OS picks, and the base URL from its "serving at" line.
     ``cwd``: a checkout whose package to run instead of this one (benchmarks/compare.py)."""
+    os.environ.setdefault(_ADMIN_TOKEN_ENV, secrets.token_urlsafe(32))
     proc = subprocess.Popen(  # noqa: S603
         [*SANDBOX, "--port", "0", *options], stdout=subprocess.PIPE, text=True, cwd=cwd
     )
@@ -64,7 +69,9 @@ def start_sandbox(*options: str, cwd: str | None = None) -> tuple[subprocess.Pop
 class Sandbox:
     def __init__(self, base_url: str) -> None:
         self.base_url = base_url
-        self.admin = httpx.Client(base_url=f"{self.base_url}/__sandbox", timeout=120)
+        token = os.environ.get(_ADMIN_TOKEN_ENV, "")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.admin = httpx.Client(base_url=f"{self.base_url}/__sandbox", headers=headers, timeout=120)
         self.port = int(base_url.rsplit(":", 1)[1])
 
     def connection(self) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from airflow_provider_gini.sandbox.config import (
 from airflow_provider_gini.sandbox.faults import FaultRule
 
 if TYPE_CHECKING:
+    from airflow_provider_gini.sandbox.access import SandboxAccessError
     from airflow_provider_gini.sandbox.server import RunningSandbox, run_sandbox
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ClientSpec",
     "FaultRule",
     "RunningSandbox",
+    "SandboxAccessError",
     "SandboxConfig",
     "UserSpec",
     "profile",
@@ -51,4 +53,8 @@ def __getattr__(name: str) -> Any:
         from airflow_provider_gini.sandbox import server
 
         return getattr(server, name)
+    if name == "SandboxAccessError":
+        from airflow_provider_gini.sandbox import access
+
+        return access.SandboxAccessError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from airflow_provider_gini.sandbox.access import TOKEN_ENV, Access, SandboxAccessError, env_token
 from airflow_provider_gini.sandbox.config import PROFILES, ApiProfile, SandboxConfig
 from airflow_provider_gini.sandbox.faults import FaultRule
 from airflow_provider_gini.sandbox.server import base_url_of, connection_dict, serve
@@ -20,7 +21,11 @@ def parser() -> argparse.ArgumentParser:
         prog="python -m airflow_provider_gini.sandbox",
         description="Serve the Gini sandbox: Gini's user center and Pay API, emulated locally.",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1); one outside loopback needs --allow-remote",
+    )
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default 8080; 0 picks one)")
     p.add_argument(
         "--print-connection",
@@ -44,6 +49,26 @@ def parser() -> argparse.ArgumentParser:
         help='a fault rule, e.g. \'{"kind": "status", "status": 503, "path": "/documents*", "first": 3}\'',
     )
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
+    safety = p.add_argument_group("access", "who may reach the sandbox (docs/sandbox.md: Access)")
+    safety.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="allow a --host outside loopback (127.0.0.0/8, ::1, localhost): the sandbox serves "
+        "well-known demo credentials, so only on a trusted network",
+    )
+    safety.add_argument(
+        "--allowed-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host header name to answer besides loopback ones and the bind address (repeatable; "
+        "'*' answers any, turning off the DNS-rebinding check)",
+    )
+    safety.add_argument(
+        "--admin-token",
+        help=f"the admin API's token (default: ${TOKEN_ENV}, else a random one printed at start); "
+        f"prefer {TOKEN_ENV}, as other users can read a command line",
+    )
     api = p.add_argument_group(
         "API profile", "how the sandbox answers where Gini's sources disagree (docs/gini-compat.md)"
     )
@@ -129,18 +154,42 @@ def main(argv: list[str] | None = None) -> int:
         config = build_config(args)
     except (ValidationError, ValueError, OSError) as exc:
         p.error(f"invalid sandbox configuration: {exc}")
+    given = args.admin_token if args.admin_token is not None else env_token()
+    try:
+        access = Access.build(given, args.host, args.allowed_host)
+    except SandboxAccessError as exc:
+        p.error(str(exc))
     if args.print_connection:
         user, client = config.users[0], config.clients[0]
         print(json.dumps(connection_dict(base_url_of(args.host, args.port), user, client)))
         return 0
 
+    # A token the user chose is theirs to know; a generated one is printed, as nobody else knows it.
+    shown = (
+        access.admin_token
+        if given is None
+        else ("from --admin-token" if args.admin_token else f"${TOKEN_ENV}")
+    )
+
     def ready(url: str) -> None:
         print(
-            f"Gini sandbox serving at {url} (admin API: {url}/__sandbox/, spec: {url}/openapi.json)",
+            f"Gini sandbox serving at {url} (admin API: {url}/__sandbox/, admin token: {shown}, "
+            f"spec: {url}/openapi.json)",
             flush=True,
         )
 
-    serve(config, args.host, args.port, args.log_level, on_ready=ready)
+    try:  # the bind is checked before anything is printed: a refusal is all the output
+        serve(
+            config,
+            args.host,
+            args.port,
+            args.log_level,
+            on_ready=ready,
+            access=access,
+            allow_remote=args.allow_remote,
+        )
+    except SandboxAccessError as exc:
+        p.error(str(exc))
     return 0
 
 

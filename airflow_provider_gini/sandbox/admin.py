@@ -1,7 +1,8 @@
 """The admin API under /__sandbox/: faults, clock, tokens, documents, and what was seen.
 
-It has no authentication: the sandbox listens on loopback for tests and demos.
-Admin requests are neither faulted nor counted.
+Every route but GET /health needs the admin token, and changes carry JSON or no body: the
+guard in access.py checks both before a handler runs. Admin requests are neither faulted nor
+counted.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from airflow_provider_gini.sandbox import admin, documents, payments, usercenter
+from airflow_provider_gini.sandbox.access import Access, AccessGuard
 from airflow_provider_gini.sandbox.config import SandboxConfig
 from airflow_provider_gini.sandbox.errors import install_error_handlers
 from airflow_provider_gini.sandbox.middleware import SandboxMiddleware
@@ -16,21 +17,27 @@ from airflow_provider_gini.sandbox.state import SandboxState
 
 DESCRIPTION = """A local emulator of Gini's user center (user.gini.net) and Pay API
 (pay-api.gini.net), with fault injection. Both are served from one origin;
-the admin API lives under /__sandbox/. See docs/sandbox.md for the behaviour
+the admin API lives under /__sandbox/ and needs the admin token
+(Authorization: Bearer <token>). See docs/sandbox.md for the behaviour
 it chose where Gini's documentation is silent."""
 
 
-def create_app(config: SandboxConfig | None = None) -> FastAPI:
+def create_app(config: SandboxConfig | None = None, access: Access | None = None) -> FastAPI:
+    """``access``: the admin token and extra Host names (default: a fresh token, loopback only);
+    the app holds it as ``app.state.access``."""
     config = config or SandboxConfig()
+    access = access or Access()
     state = SandboxState(config)
     if config.seed:
         seed(state)
     app = FastAPI(title="Gini sandbox", version="1", description=DESCRIPTION)
     app.state.sandbox = state
+    app.state.access = access
     for module in (usercenter, documents, payments, admin):
         app.include_router(module.router)
     install_error_handlers(app)
     app.add_middleware(SandboxMiddleware)
+    app.add_middleware(AccessGuard, access=access)  # added last: outermost, before faults and logs
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     return app
 

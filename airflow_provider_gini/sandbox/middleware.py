@@ -19,11 +19,11 @@ from typing import Any
 from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from airflow_provider_gini.sandbox.access import ADMIN_PREFIX
 from airflow_provider_gini.sandbox.errors import error_body
 from airflow_provider_gini.sandbox.faults import FaultDecision, FaultRule
 from airflow_provider_gini.sandbox.state import SandboxState
 
-ADMIN_PREFIX = "/__sandbox"
 UNOBSERVED = ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect")
 HTML_PAGE = (
     b"<!DOCTYPE html><html><head><title>%d Error</title></head>"

@@ -7,13 +7,14 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import uvicorn
 
+from airflow_provider_gini.sandbox.access import Access, check_bind
 from airflow_provider_gini.sandbox.app import create_app
 from airflow_provider_gini.sandbox.config import (
     DEMO_CLIENT,
@@ -80,7 +81,8 @@ def _watch_transports(server: uvicorn.Server, state: SandboxState) -> None:
     state.find_transport = find_transport
 
 
-def _bind(host: str, port: int) -> socket.socket:
+def _bind(host: str, port: int, allow_remote: bool) -> socket.socket:
+    check_bind(host, allow_remote)  # every way of serving binds here: one place for the rule
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -95,11 +97,19 @@ def base_url_of(host: str, port: int) -> str:
 
 
 def serve(
-    config: SandboxConfig, host: str, port: int, log_level: str = "warning", on_ready: Any = None
+    config: SandboxConfig,
+    host: str,
+    port: int,
+    log_level: str = "warning",
+    on_ready: Any = None,
+    *,
+    access: Access | None = None,
+    allow_remote: bool = False,
 ) -> None:
-    """Serve in the foreground until interrupted."""
-    sock = _bind(host, port)
-    app = create_app(config)
+    """Serve in the foreground until interrupted. A host other than loopback needs
+    ``allow_remote`` (else :class:`SandboxAccessError`)."""
+    sock = _bind(host, port, allow_remote)
+    app = create_app(config, access)
     server = _uvicorn_server(app, log_level)
     if on_ready is not None:
         on_ready(base_url_of(host, sock.getsockname()[1]))
@@ -107,12 +117,15 @@ def serve(
 
 
 class RunningSandbox:
-    """A sandbox serving in a background thread, with helpers over its admin API."""
+    """A sandbox serving in a background thread, with helpers over its admin API. ``admin`` is an
+    httpx client for ``/__sandbox`` that carries the admin token (``admin_token``)."""
 
-    def __init__(self, base_url: str, state: SandboxState) -> None:
+    def __init__(self, base_url: str, state: SandboxState, admin_token: str | None = None) -> None:
         self.base_url = base_url
         self.state = state  # in-process only; read it through the admin API from other processes
-        self.admin = httpx.Client(base_url=f"{base_url}/__sandbox", timeout=30)
+        self.admin_token = admin_token
+        headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
+        self.admin = httpx.Client(base_url=f"{base_url}/__sandbox", headers=headers, timeout=30)
 
     def connection(self, user: UserSpec = DEMO_USER, client: ClientSpec = DEMO_CLIENT) -> dict[str, Any]:
         return connection_dict(self.base_url, user, client)
@@ -181,10 +194,17 @@ class RunningSandbox:
 
 
 @contextmanager
-def serving(app: Any, host: str = "127.0.0.1", port: int = 0, log_level: str = "warning") -> Iterator[str]:
+def serving(
+    app: Any,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    log_level: str = "warning",
+    *,
+    allow_remote: bool = False,
+) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a background thread; yields its base URL. The sandbox's
     runner, also used by the test suite's replay of Gini's recorded shapes."""
-    sock = _bind(host, port)
+    sock = _bind(host, port, allow_remote)
     server = _uvicorn_server(app, log_level)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="gini-serving", daemon=True)
     thread.start()
@@ -208,15 +228,24 @@ def run_sandbox(
     port: int = 0,
     log_level: str = "warning",
     api: ApiProfile | str | None = None,
+    *,
+    allow_remote: bool = False,
+    allowed_hosts: Iterable[str] = (),
+    admin_token: str | None = None,
 ) -> Iterator[RunningSandbox]:
     """Serve a sandbox on a free port (by default) for the duration of the block. ``api`` is an
-    API profile, or a profile's name (``"pay-api"``, ``"legacy"``), replacing the config's."""
+    API profile, or a profile's name (``"pay-api"``, ``"legacy"``), replacing the config's.
+
+    A ``host`` other than loopback needs ``allow_remote=True``; ``allowed_hosts`` are Host names
+    answered besides loopback ones and the bind address. The admin token is generated unless
+    given; the yielded sandbox sends it (``sandbox.admin_token``)."""
     if api is not None:
         chosen = profile(api) if isinstance(api, str) else api
         config = (config or SandboxConfig()).model_copy(update={"api": chosen})
-    app = create_app(config)
-    with serving(app, host, port, log_level) as base_url:
-        running = RunningSandbox(base_url, app.state.sandbox)
+    access = Access.build(admin_token, host, allowed_hosts)
+    app = create_app(config, access)
+    with serving(app, host, port, log_level, allow_remote=allow_remote) as base_url:
+        running = RunningSandbox(base_url, app.state.sandbox, access.admin_token)
         try:
             yield running
         finally:

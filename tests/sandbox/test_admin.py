@@ -301,17 +301,17 @@ def test_remove_single_fault_rule(gini_sandbox: RunningSandbox) -> None:
     url = f"{gini_sandbox.base_url}/documents"
     headers = api_headers(token(gini_sandbox))
     assert requests.get(url, headers=headers, timeout=10).status_code == 503
-    response = requests.delete(f"{gini_sandbox.base_url}/__sandbox/faults/{drop['id']}", timeout=10)
+    response = gini_sandbox.admin.delete(f"/faults/{drop['id']}")
     assert response.status_code == 204
     assert [r["id"] for r in gini_sandbox.admin.get("/faults").json()] == [keep["id"]]
     assert requests.get(url, headers=headers, timeout=10).status_code == 200
-    response = requests.delete(f"{gini_sandbox.base_url}/__sandbox/faults/{drop['id']}", timeout=10)
+    response = gini_sandbox.admin.delete(f"/faults/{drop['id']}")
     assert response.status_code == 404
     assert "message" in response.json()
 
 
 def test_remove_unknown_fault_rule(gini_sandbox: RunningSandbox) -> None:
-    response = requests.delete(f"{gini_sandbox.base_url}/__sandbox/faults/no-such-rule", timeout=10)
+    response = gini_sandbox.admin.delete("/faults/no-such-rule")
     assert response.status_code == 404
 
 

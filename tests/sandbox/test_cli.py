@@ -19,6 +19,14 @@ from tests.deployment import free_port
 
 MODULE = [sys.executable, "-m", "airflow_provider_gini.sandbox"]
 URL_RE = re.compile(r"http://127\.0\.0\.1:(\d+)")
+ADMIN_TOKEN_RE = re.compile(r"admin token: ([\w-]+),")
+
+
+def _admin(line: str) -> dict[str, str]:
+    """The admin API's headers, with the token the "serving at" line printed."""
+    match = ADMIN_TOKEN_RE.search(line)
+    assert match is not None, line
+    return {"Authorization": f"Bearer {match.group(1)}"}
 
 
 def _first_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
@@ -153,21 +161,21 @@ def test_unknown_profile_is_refused() -> None:
 
 def test_serve_with_fault() -> None:
     fault = json.dumps({"kind": "status", "status": 503, "first": 1})
-    with _serve("--no-seed", "--fault", fault) as (base, _):
+    with _serve("--no-seed", "--fault", fault) as (base, line):
         first = httpx.get(f"{base}/documents", timeout=10)
         assert first.status_code == 503
         assert set(first.json()) == {"message", "requestId"}
         # the fault is spent: the next request reaches the handler (401: no token)
         assert httpx.get(f"{base}/documents", timeout=10).status_code == 401
-        rules = httpx.get(f"{base}/__sandbox/faults", timeout=10).json()
+        rules = httpx.get(f"{base}/__sandbox/faults", headers=_admin(line), timeout=10).json()
         assert [(r["kind"], r["status"], r["fired"]) for r in rules] == [("status", 503, 1)]
 
 
 def test_serve_with_latency_and_ttl() -> None:
-    with _serve("--no-seed", "--latency", "250", "--user-token-ttl", "77") as (base, _):
-        rules = httpx.get(f"{base}/__sandbox/faults", timeout=10).json()
+    with _serve("--no-seed", "--latency", "250", "--user-token-ttl", "77") as (base, line):
+        rules = httpx.get(f"{base}/__sandbox/faults", headers=_admin(line), timeout=10).json()
         assert [(r["kind"], r["delay"]) for r in rules] == [("latency", 0.25)]
-        settings = httpx.get(f"{base}/__sandbox/settings", timeout=10).json()
+        settings = httpx.get(f"{base}/__sandbox/settings", headers=_admin(line), timeout=10).json()
         assert settings["user_token_ttl"] == 77
         response = httpx.post(
             f"{base}/oauth/token",

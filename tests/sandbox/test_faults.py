@@ -245,7 +245,7 @@ def test_reset_is_a_tcp_reset(gini_sandbox: RunningSandbox) -> None:
     gini_sandbox.add_fault("reset", path="/documents")
     port = int(gini_sandbox.base_url.rsplit(":", 1)[1])
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /documents HTTP/1.1\r\nHost: sandbox\r\n\r\n")
+        sock.sendall(b"GET /documents HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         with pytest.raises(ConnectionResetError):
             sock.recv(65536)
 
@@ -256,7 +256,7 @@ def test_close_mid_body_is_an_orderly_close(gini_sandbox: RunningSandbox) -> Non
     port = int(gini_sandbox.base_url.rsplit(":", 1)[1])
     received = b""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /paymentProviders HTTP/1.1\r\nHost: sandbox\r\n\r\n")
+        sock.sendall(b"GET /paymentProviders HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         while chunk := sock.recv(65536):
             received += chunk
     head, _, body = received.partition(b"\r\n\r\n")
