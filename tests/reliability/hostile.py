@@ -31,6 +31,7 @@ class Answer:
     headers: dict[str, str] = field(default_factory=dict)
     body: Callable[[], Iterable[bytes]] = lambda: ()
     pause: float = 0.0
+    before_headers: float = 0.0  # seconds of silence before the status line
 
 
 def trickle(data: bytes, every: float = 1.0, **headers: str) -> Answer:
@@ -69,6 +70,7 @@ class HostileGini(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.routes: dict[str, Answer] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
+        self.arrived: dict[str, float] = {}  # path -> wall-clock time of its first request
 
     @property
     def base_url(self) -> str:
@@ -126,6 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         path = self.path.split("?", 1)[0]
         self.server.requests.append((self.command, path, dict(self.headers)))
+        self.server.arrived.setdefault(path, time.time())
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -133,6 +136,7 @@ class _Handler(BaseHTTPRequestHandler):
         if answer is None:
             answer = json_answer(TOKEN) if path == "/oauth/token" else json_answer({"message": "no"}, 404)
         try:
+            time.sleep(answer.before_headers)
             self.send_response(answer.status)
             for name, value in answer.headers.items():
                 self.send_header(name, value)

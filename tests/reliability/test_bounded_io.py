@@ -197,3 +197,55 @@ def test_a_gzip_bomb_is_refused_undecoded_and_identity_is_asked_for(server: Host
     sent = [headers for _, path, headers in server.requests if path == "/documents"]
     assert sent
     assert all(h.get("Accept-Encoding") == "identity" for h in sent)
+
+
+# --- 2. execution_timeout ends a pull whose worker is stuck on the wire -------------------------
+
+TIMEOUT_DAG = """
+from datetime import datetime, timedelta, timezone
+from airflow.sdk import DAG
+from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+with DAG("{dag_id}", schedule=None, start_date=datetime(2026, 1, 5, tzinfo=timezone.utc)) as dag:
+    GiniPullDocumentsOperator(task_id="pull", gini_conn_id="hostile", destination="{{ dag_run.conf['destination'] }}",
+                              full_history=True, execution_timeout=timedelta(seconds=3))
+"""
+
+
+def test_execution_timeout_ends_a_pull_whose_worker_waits_on_a_silent_server(
+    server: HostileGini,
+    dag_file: Callable[..., Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    evidence: Any,
+) -> None:
+    from tests.operators.conftest import task_states
+
+    connection = server.connection()
+    connection["extra"]["read_timeout"] = 40  # what a worker waiting for headers is held by
+    monkeypatch.setenv("AIRFLOW_CONN_HOSTILE", json.dumps(connection))
+    evidence.secrets["hostile"] = [
+        connection["password"],
+        connection["extra"]["client_secret"],
+        TOKEN["access_token"],
+    ]
+    server.routes["/documents"] = Answer(
+        200, {"Content-Type": "application/json", "Content-Length": str(len(PAGE))}, lambda: [PAGE]
+    )
+    # The worker fetching the extractions gets no answer at all: cancel() cannot cut it off, so
+    # only not waiting for it ends the task.
+    server.routes["/documents/d1/extractions"] = Answer(before_headers=120)
+    began = time.monotonic()
+    run = dag_file(TIMEOUT_DAG).test(run_conf={"destination": str(tmp_path)})
+    took = time.monotonic() - began
+    assert task_states(run) == {"pull": "failed"}
+    assert [type(e).__name__ for e in evidence.task_errors()] == ["AirflowTaskTimeout"]
+    assert server.hits("/documents/d1/extractions") == 1
+    # From the stuck request (sent within the 3 s execution_timeout) to the task's end; the task's
+    # start-up before it (seconds on a loaded machine) is Airflow's.
+    [ti] = run.get_task_instances()
+    after = ti.end_date.timestamp() - server.arrived["/documents/d1/extractions"]
+    print(
+        f"execution_timeout 3 s: the task ended {after:.1f} s after the stuck request; dag.test took {took:.1f} s"
+    )
+    assert after < 3 + 20, after  # not the 40 s read timeout the stuck worker waits out
