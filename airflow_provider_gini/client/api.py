@@ -116,6 +116,11 @@ class GiniAPI:
         page = self._json("GET", "/documents", "GET /documents", params=params)
         if not isinstance(page, dict) or not isinstance(page.get("documents"), list):
             raise GiniProtocolError("Gini answered a document list without a 'documents' list")
+        # More than asked for is no page of this list: a server this broken is not trusted further.
+        if len(page["documents"]) > params["limit"]:
+            raise GiniProtocolError(
+                f"Gini answered {len(page['documents'])} documents to a request for {params['limit']}"
+            )
         return page
 
     def document_listing(

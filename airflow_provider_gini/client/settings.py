@@ -10,6 +10,7 @@ from airflow_provider_gini.client.errors import GiniConfigError
 
 DEFAULT_API_URL = "https://pay-api.gini.net"
 DEFAULT_USER_CENTER_URL = "https://user.gini.net"
+MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,16 @@ class ClientSettings:
     read_timeout: float = 60.0
     refresh_leeway: float = 60.0
     pool_size: int = 10
+    # Bounds of one request (connecting, headers and the whole body; each retry has its own) and
+    # of the bodies read: a server that trickles, or sends more than any answer of Gini's holds,
+    # fails the request with a typed error instead of holding a task or its memory for ever.
+    # Downloads (processed files) get longer: 100 MiB within 600 s is a floor of ~170 KiB/s.
+    request_deadline: float = 120.0
+    token_deadline: float = 30.0
+    download_deadline: float = 600.0
+    max_json_bytes: int = 32 * MiB
+    max_error_bytes: int = 64 * 1024
+    max_download_bytes: int = 100 * MiB
     verify: bool | str = True
     retry: RetrySettings = field(default_factory=RetrySettings)
 
@@ -70,9 +81,21 @@ class ClientSettings:
             raise GiniConfigError(
                 f"Gini connection: api_version must be a positive integer, got {self.api_version!r}"
             )
-        for name in ("connect_timeout", "read_timeout"):
+        for name in (
+            "connect_timeout",
+            "read_timeout",
+            "request_deadline",
+            "token_deadline",
+            "download_deadline",
+        ):
             if getattr(self, name) <= 0:
                 raise GiniConfigError(f"Gini connection: {name} must be a positive number of seconds")
+        for name in ("max_json_bytes", "max_error_bytes", "max_download_bytes"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise GiniConfigError(
+                    f"Gini connection: {name} must be a positive number of bytes, got {value!r}"
+                )
         if self.pool_size < 1:
             raise GiniConfigError("Gini connection: pool_size must be at least 1")
 

@@ -20,10 +20,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from requests.structures import CaseInsensitiveDict
-from urllib3 import BaseHTTPResponse, HTTPConnectionPool, Timeout
+from urllib3 import HTTPConnectionPool, Timeout
 from urllib3 import exceptions as urllib3_errors
 
 from airflow_provider_gini import __version__
+from airflow_provider_gini.client.bounded import BodyKind, BoundedBody
 from airflow_provider_gini.client.errors import (
     GiniConflict,
     GiniHTTPError,
@@ -152,8 +153,24 @@ class GiniSession:
         verify = _verify(settings.verify)
         bases = (settings.api_url, settings.user_center_url)
         self._routes = {base: _Route(base, verify, settings.pool_size) for base in bases}
-        self._timeout = Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
-        self._headers = {"User-Agent": USER_AGENT, "Accept": settings.media_type}
+        # Asked for explicitly, and a compressed answer is refused anyway (client/bounded.py).
+        self._headers = {
+            "User-Agent": USER_AGENT,
+            "Accept": settings.media_type,
+            "Accept-Encoding": "identity",
+        }
+        s = settings
+        self._json_kind = BodyKind(
+            "answer", s.request_deadline, "request_deadline", s.max_json_bytes, "max_json_bytes"
+        )
+        self._download_kind = BodyKind(
+            "download", s.download_deadline, "download_deadline", s.max_download_bytes, "max_download_bytes"
+        )
+        self._token_kind = BodyKind(
+            "token answer", s.token_deadline, "token_deadline", s.max_json_bytes, "max_json_bytes"
+        )
+        # The bodies being read now, which cancel() cuts off.
+        self._open: set[BoundedBody] = set()
         # get_conn()'s Session, for callers who make their own requests; ours do not go through it.
         self.http = requests.Session()
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=settings.pool_size, max_retries=0)
@@ -177,9 +194,12 @@ class GiniSession:
         return f"GiniSession(api_url={self.settings.api_url!r}, username={self.settings.username!r})"
 
     def cancel(self) -> None:
-        """Stop this session's work: retry waits end and no new attempt starts (GiniCancelled).
-        A request already on the wire runs to its answer or its timeout."""
+        """Stop this session's work: retry waits end, no new attempt starts, and bodies being read
+        are cut off (GiniCancelled). A request still waiting for its headers runs to its answer or
+        its deadline (request_deadline, download_deadline or token_deadline)."""
         self.retry.cancel()
+        for body in list(self._open):
+            body.abort()
 
     def close(self) -> None:
         self.http.close()
@@ -209,19 +229,20 @@ class GiniSession:
         **kwargs: Any,
     ) -> T:
         url = self.url(path)
+        kind = self._download_kind if kwargs.get("stream") else self._json_kind
 
         def attempt() -> T:
             bearer = _Bearer(self.tokens.token())
-            response = self._send(method, url, bearer=bearer, **kwargs)
+            response = self._send(method, url, bearer=bearer, kind=kind, **kwargs)
             if response.status_code == 401:
-                response.close()
+                self._finish(response)
                 self.tokens.invalidate(bearer.token)
-                response = self._send(method, url, bearer=_Bearer(self.tokens.token()), **kwargs)
+                response = self._send(method, url, bearer=_Bearer(self.tokens.token()), kind=kind, **kwargs)
             try:
                 self._check(response, expect, what)
                 return self._guarded(url, lambda: read(response))
             finally:
-                response.close()
+                self._finish(response)
 
         return self.retry.run(attempt, idempotent=idempotent, what=what)
 
@@ -229,6 +250,9 @@ class GiniSession:
         status = response.status_code
         if status in expect:
             return
+        # At most max_error_bytes of an error body are read: its message is short, its size Gini's.
+        cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
+        self._guarded(response.url, lambda: response.content)
         message, request_id, codes = _error_message(response)
         message = self._redact(message)
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
@@ -261,12 +285,15 @@ class GiniSession:
             response = self._send(
                 "POST",
                 url,
+                kind=self._token_kind,
                 params=params,
                 data=data,
                 auth=self._client_auth,
                 headers={"Accept": "application/json"},
             )
             try:
+                if response.status_code != 200:
+                    cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
                 self._guarded(url, lambda: response.content)  # read here, inside the retried attempt
                 request_id = response.headers.get("X-Request-Id")
                 if response.status_code != 200:
@@ -277,7 +304,7 @@ class GiniSession:
                     raise error
                 return parse_token(json_of(response))
             finally:
-                response.close()
+                self._finish(response)
 
         return self.retry.run(attempt, idempotent=True, what=f"{grant} grant")
 
@@ -286,6 +313,7 @@ class GiniSession:
         method: str,
         url: str,
         *,
+        kind: BodyKind,
         bearer: _Bearer | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
@@ -296,8 +324,10 @@ class GiniSession:
 
         requests' Session.send and Request.prepare cost more CPU than the request itself (cookie
         jars, hooks, settings merging, per-request adapter lookup), and a pull is CPU-bound, so
-        requests only encodes bodies (forms, JSON) here; what comes back is a requests.Response.
+        requests only encodes bodies (forms, JSON) here; what comes back is a requests.Response
+        whose body reads are bounded by ``kind``'s deadline and size (client/bounded.py).
         """
+        deadline = time.monotonic() + kind.seconds
         route = self._routes[
             self.settings.user_center_url
             if url.startswith(self.settings.user_center_url)
@@ -325,10 +355,21 @@ class GiniSession:
                 preload_content=False,
                 decode_content=False,
                 retries=False,
-                timeout=self._timeout,
+                # Connecting and each read of the headers within what is left of the deadline;
+                # the body's reads are bounded by BoundedBody.
+                timeout=Timeout(
+                    connect=min(self.settings.connect_timeout, kind.seconds),
+                    read=min(self.settings.read_timeout, max(deadline - time.monotonic(), 0.001)),
+                ),
             ),
         )
-        return _response(raw, url)
+        bounded = BoundedBody(raw, url, kind, deadline, self.settings.read_timeout)
+        self._open.add(bounded)
+        return _response(bounded, url)
+
+    def _finish(self, response: requests.Response) -> None:
+        response.close()
+        self._open.discard(response.raw)
 
     def _guarded(self, url: str, step: Callable[[], T]) -> T:
         """Run ``step``, turning requests' and urllib3's exceptions into GiniTransportError.
@@ -394,7 +435,7 @@ class _Route:
         return url if self.whole_url else url[len(self.origin) :] or "/"
 
 
-def _response(raw: BaseHTTPResponse, url: str) -> requests.Response:
+def _response(raw: BoundedBody, url: str) -> requests.Response:
     """What requests' adapter makes of a urllib3 answer, without its cookie extraction."""
     response = requests.Response()
     response.status_code = raw.status

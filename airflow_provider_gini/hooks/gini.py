@@ -16,6 +16,12 @@ from airflow_provider_gini.get_provider_info import connection_type
 NUMERIC_EXTRAS: dict[str, type] = {
     "connect_timeout": float,
     "read_timeout": float,
+    "request_deadline": float,
+    "token_deadline": float,
+    "download_deadline": float,
+    "max_json_bytes": int,
+    "max_error_bytes": int,
+    "max_download_bytes": int,
     "refresh_leeway": float,
     "pool_size": int,
     "max_attempts": int,
@@ -34,8 +40,10 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
     (default https://pay-api.gini.net; a bare host means https). Extras: ``client_id`` and
     ``client_secret`` (required), ``user_center_url`` (default https://user.gini.net),
     ``api_version`` (default 1), and optionally ``connect_timeout``, ``read_timeout``,
-    ``max_attempts``, ``max_elapsed``, ``backoff_initial``, ``backoff_max``,
-    ``retry_after_cap``, ``refresh_leeway``, ``pool_size`` and ``verify`` (false or a CA bundle).
+    ``request_deadline``, ``token_deadline``, ``download_deadline``, ``max_json_bytes``,
+    ``max_error_bytes``, ``max_download_bytes``, ``max_attempts``, ``max_elapsed``,
+    ``backoff_initial``, ``backoff_max``, ``retry_after_cap``, ``refresh_leeway``, ``pool_size``
+    and ``verify`` (false or a CA bundle).
 
     Every API method (``list_documents``, ``iter_documents``, ``get_document``,
     ``upload_document``, ``wait_for_processing``, ...) comes from

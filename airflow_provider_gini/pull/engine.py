@@ -246,11 +246,19 @@ class Puller:
             self._wait_for_parked(result.failed, parked, recheck, settle, in_flight)
         except BaseException:
             # An error here, or execution_timeout's exception raised into this thread: the
-            # workers' waits and retries end, and what they finished still goes in the manifest.
+            # workers' waits and retries end, bodies being read are cut off, and what they
+            # finished still goes in the manifest. A worker still waiting for an answer's headers
+            # is not waited for (it would hold the task up to its read timeout, past the
+            # execution_timeout): its request ends at its deadline, and its document is simply
+            # not done, as after a kill.
             self.stop()
             lister.stopped.set()
-            pool.shutdown(wait=True, cancel_futures=True)
-            done = [f.result() for f in in_flight if not f.cancelled() and f.exception() is None]
+            pool.shutdown(wait=False, cancel_futures=True)
+            done = [
+                f.result()
+                for f in list(in_flight)
+                if f.done() and not f.cancelled() and f.exception() is None
+            ]
             for line in done:
                 if isinstance(line, ManifestLine):
                     manifest.add(line)
