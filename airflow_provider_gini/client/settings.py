@@ -114,6 +114,10 @@ def is_under(url: str, base: str) -> bool:
     """Whether ``url`` is on ``base``'s origin and under its path, compared by origin and by whole
     path segments, never as strings: ``https://h:8080`` is not under ``https://h:80`` nor
     ``https://h/api-x`` under ``https://h/api``."""
+    if url == base or url.startswith(base + "/"):
+        # The common case, without parsing (a pull sends thousands of requests): the '/' ends
+        # the base's authority or a whole path segment of it, so this is the same origin and prefix.
+        return True
     if origin_of(url) != origin_of(base) or origin_of(base)[2] is None:
         return False
     prefix = urlsplit(base).path.rstrip("/")

@@ -184,6 +184,7 @@ class GiniSession:
         verify = _verify(settings.verify)
         bases = (settings.api_url, settings.user_center_url)
         self._routes = {base: _Route(base, verify, settings.pool_size) for base in bases}
+        self._bases = sorted(self._routes, key=len, reverse=True)  # the longer of nested bases first
         self._timeout = Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         self._headers = {"User-Agent": USER_AGENT, "Accept": settings.media_type}
         # get_conn()'s Session, for callers who make their own requests; ours do not go through it.
@@ -369,7 +370,7 @@ class GiniSession:
     def _route(self, url: str) -> _Route:
         """The pool of the configured base URL that ``url`` is under, compared as origins and path
         segments (a user center URL may be a string prefix of the API's, or the other way round)."""
-        for base in sorted(self._routes, key=len, reverse=True):  # the longer of nested bases first
+        for base in self._bases:
             if is_under(url, base):
                 return self._routes[base]
         raise GiniProtocolError(f"Refusing to send to {urlsplit(url).netloc!r}: not a configured Gini URL")
