@@ -88,7 +88,7 @@ def safe_id(value: Any, what: str = "document id") -> str:
     """``value`` if it is an id by SAFE_ID, else GiniProtocolError naming it."""
     if not isinstance(value, str) or not SAFE_ID.fullmatch(value):
         named = repr(shown(value, 60)) if isinstance(value, str) else type(value).__name__
-        raise GiniProtocolError(f"Refusing a {what} from Gini that is not a plain token: {named}")
+        raise GiniProtocolError(f"Refusing a {what} that is not a plain token: {named}")
     return value
 
 
@@ -333,7 +333,7 @@ class GiniAPI:
                 f"Gini answered 201 to {what} with a Location outside {collection}: "
                 f"{shown(target.path, 120)!r}"
             )
-        return safe_id(target.path[len(collection) :].removesuffix("/"), f"id in the Location of {what}")
+        return safe_id(target.path[len(collection) :].removesuffix("/"), f"Location id from {what}")
 
     def poll_document(
         self,
