@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import mimetypes
 import os
+import re
 import tempfile
 import threading
 import time
@@ -12,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO, Any
-from urllib.parse import quote
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -27,6 +28,7 @@ from airflow_provider_gini.client.errors import (
     shown,
 )
 from airflow_provider_gini.client.listing import DocumentListing
+from airflow_provider_gini.client.settings import is_under
 from airflow_provider_gini.client.transport import GiniSession, json_of
 
 log = logging.getLogger("airflow_provider_gini.client")
@@ -74,6 +76,20 @@ def unfinished(document_id: str, progress: Any, warned: set[str]) -> bool:
             shown(str(progress), 40),
         )
     return True
+
+
+# The ids this package takes from Gini (listed, or named by a Location): Gini's are UUIDs. The
+# rule is the one the pull's file names rely on, so an id that passes it is safe as a folder name
+# (no '.', '..', separators or line breaks). Used with fullmatch: '$' would take a trailing '\n'.
+SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def safe_id(value: Any, what: str = "document id") -> str:
+    """``value`` if it is an id by SAFE_ID, else GiniProtocolError naming it."""
+    if not isinstance(value, str) or not SAFE_ID.fullmatch(value):
+        named = repr(shown(value, 60)) if isinstance(value, str) else type(value).__name__
+        raise GiniProtocolError(f"Refusing a {what} that is not a plain token: {named}")
+    return value
 
 
 def segment(document_id: str) -> str:
@@ -297,15 +313,32 @@ class GiniAPI:
 
     def _create(self, path: str, what: str, **kwargs: Any) -> str:
         def location(response: requests.Response) -> str:
-            value = response.headers.get("Location", "")
-            created = value.rstrip("/").rsplit("/", 1)[-1]
-            if not created:
-                raise GiniProtocolError(f"Gini answered 201 to {what} without a Location")
-            return created
+            return self._created_id(response.headers.get("Location", ""), path, what)
 
         return self.gini.call(
             "POST", path, what=what, read=location, idempotent=False, expect=(201,), **kwargs
         )
+
+    def _created_id(self, location: str, path: str, what: str) -> str:
+        """The id of what a 201 to ``POST {path}`` created: its Location must be
+        ``<API URL>{path}/<id>`` (or relative to the request's URL), the id by SAFE_ID. Anything
+        else (another origin, a payment request's URL for a document, '..') is refused."""
+        if not location:
+            raise GiniProtocolError(f"Gini answered 201 to {what} without a Location")
+        collection = urlsplit(self.gini.url(path)).path + "/"
+        absolute = urljoin(self.gini.url(path), location.strip())
+        if not is_under(absolute, self.gini.settings.api_url):
+            raise GiniProtocolError(
+                f"Gini answered 201 to {what} with a Location outside {self.gini.settings.api_url}: "
+                f"{shown(urlsplit(absolute).netloc, 120)!r}"
+            )
+        target = urlsplit(absolute)
+        if not target.path.startswith(collection):
+            raise GiniProtocolError(
+                f"Gini answered 201 to {what} with a Location outside {collection}: "
+                f"{shown(target.path, 120)!r}"
+            )
+        return safe_id(target.path[len(collection) :].removesuffix("/"), f"Location id from {what}")
 
     def poll_document(
         self,

@@ -9,6 +9,7 @@ import unicodedata
 # paragraph separator characters: text from Gini goes into messages and log lines, where these
 # could forge or hide a line, or fail a strict UTF-8 log handler.
 _HIDDEN = frozenset({"Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp"})
+REQUEST_ID_LIMIT = 100
 
 
 def shown(text: str, limit: int = 300) -> str:
@@ -23,7 +24,10 @@ class GiniError(Exception):
         super().__init__(message)
         self.message = message
         self.status = status
-        self.request_id = request_id
+        # Sanitised here, the one place every error's request id passes: it comes from the server
+        # (a header or a body) and ends up in log lines, where a line break or an ANSI escape in
+        # it could forge or hide a line.
+        self.request_id = shown(request_id, REQUEST_ID_LIMIT) if request_id else None
 
     def __str__(self) -> str:
         details = [

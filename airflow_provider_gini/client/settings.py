@@ -11,6 +11,7 @@ from airflow_provider_gini.client.errors import GiniConfigError
 DEFAULT_API_URL = "https://pay-api.gini.net"
 DEFAULT_USER_CENTER_URL = "https://user.gini.net"
 MiB = 1024 * 1024
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True)
@@ -109,12 +110,42 @@ class ClientSettings:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
+    """A literal loopback address, or ``localhost`` itself. Not ``*.localhost``: RFC 6761 asks
+    resolvers to keep those on loopback, but /etc/hosts, a search domain or a DNS server can send
+    them anywhere, and plain http there would carry the password grant in clear text."""
+    if host.lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def origin_of(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) of ``url``, lower-cased, with the scheme's default port filled in;
+    a URL whose port cannot be read has port None, which no configured base URL has."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:
+        port = None
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def is_under(url: str, base: str) -> bool:
+    """Whether ``url`` is on ``base``'s origin and under its path, compared by origin and by whole
+    path segments, never as strings: ``https://h:8080`` is not under ``https://h:80`` nor
+    ``https://h/api-x`` under ``https://h/api``."""
+    if url == base or url.startswith(base + "/"):
+        # The common case, without parsing (a pull sends thousands of requests): the '/' ends
+        # the base's authority or a whole path segment of it, so this is the same origin and prefix.
+        return True
+    if origin_of(url) != origin_of(base) or origin_of(base)[2] is None:
+        return False
+    prefix = urlsplit(base).path.rstrip("/")
+    path = urlsplit(url).path
+    return path == prefix or path.startswith(prefix + "/")
 
 
 def _shown(value: str) -> str:
@@ -145,7 +176,8 @@ def secure_base_url(value: str, name: str) -> str:
     if parts.scheme == "http" and not is_loopback(host):
         raise GiniConfigError(
             f"Gini connection: {name} uses plain http to {host}; credentials are only sent over https "
-            "(plain http is allowed for loopback hosts such as the Gini sandbox)"
+            "(plain http is allowed only to localhost or a literal loopback address such as 127.0.0.1 "
+            "or [::1], e.g. for the Gini sandbox; never through a proxy)"
         )
     netloc = f"[{host}]" if ":" in host else host
     if port is not None:

@@ -36,13 +36,29 @@ TRANSIENT_OAUTH_ERRORS = frozenset({"temporarily_unavailable", "server_error"})
 _BEARER_TOKEN = re.compile(r"\A[\x21-\x7e]+\Z")
 
 
-class SecretDict(dict[str, str]):
-    """Secret-bearing fields: a grant's form, a request's headers. Its repr shows only the keys:
-    Airflow 3.0's console log renders the locals of every frame of a task's traceback
-    (dag.test(), ``airflow tasks test``), these included."""
+class SecretDict(dict[str, Any]):
+    """Secret-bearing fields: a grant's form, a request's headers, a token response. Its repr
+    shows only the keys: Airflow 3.0's console log renders the locals of every frame of a task's
+    traceback (dag.test(), ``airflow tasks test``), these included."""
 
     def __repr__(self) -> str:
         return f"SecretDict({sorted(self)})"
+
+    def copy(self) -> SecretDict:  # urllib3 copies the headers it sends through a proxy
+        return SecretDict(self)
+
+
+class Bearer:
+    """An access token on its way into a header or back to ``invalidate``: a token travels in
+    one of these or in a SecretDict, never in a plain local, for the reason SecretDict gives."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+
+    def __repr__(self) -> str:
+        return "Bearer(<token>)"
 
 
 @dataclass(frozen=True)
@@ -55,29 +71,27 @@ class Token:
 def parse_token(body: Any) -> Token:
     """Read a token response body, refusing anything that is not a usable bearer token.
 
-    The messages never quote the body: it holds the tokens.
+    The messages never quote the body: it holds the tokens. For the same reason no token is bound
+    to a local name here (the body is read through a SecretDict and the checks are helpers that
+    return), so a refused response leaves no token in the locals a traceback renders.
     """
-    if not isinstance(body, dict):
+    fields = SecretDict(body) if isinstance(body, dict) else None
+    del body
+    if fields is None:
         raise GiniProtocolError("The Gini token response is not a JSON object")
-    access = body.get("access_token")
-    if not isinstance(access, str) or not access.strip():
-        raise GiniProtocolError("The Gini token response has no access_token string")
-    if not _BEARER_TOKEN.match(access):
-        # It goes into an Authorization header: a line break or a non-latin-1 character there makes
-        # requests fail with an error that quotes the header, token included.
-        raise GiniProtocolError(
-            "The Gini token response has an access_token with characters a bearer token cannot have"
-        )
+    problem = _access_problem(fields.get("access_token"))
+    if problem:
+        raise GiniProtocolError(problem)
     # Optional, as in Gini's iOS SDKs (Token.swift decodes it only if present; a fixture has
     # none): docs/gini-compat.md. When given, it must be bearer.
-    token_type = body.get("token_type")
+    token_type = fields.get("token_type")
     token_type = "bearer" if token_type is None else token_type
     if not isinstance(token_type, str) or token_type.lower() != "bearer":
         shown = (
             token_type if isinstance(token_type, str) and len(token_type) < 40 else type(token_type).__name__
         )
         raise GiniProtocolError(f"The Gini token response has token_type {shown!r}; only bearer is supported")
-    expires_in = body.get("expires_in")
+    expires_in = fields.get("expires_in")
     if expires_in is None:
         ttl = DEFAULT_TTL
     else:
@@ -89,10 +103,25 @@ def parse_token(body: Any) -> Token:
             raise GiniProtocolError(
                 "The Gini token response has an invalid expires_in (not a positive number)"
             )
-    refresh = body.get("refresh_token")
-    if refresh is not None and (not isinstance(refresh, str) or not refresh.strip()):
+    if not _refresh_usable(fields.get("refresh_token")):
         raise GiniProtocolError("The Gini token response has a refresh_token that is not a string")
-    return Token(access_token=access, expires_in=ttl, refresh_token=refresh or None)
+    return Token(
+        access_token=fields["access_token"], expires_in=ttl, refresh_token=fields.get("refresh_token") or None
+    )
+
+
+def _access_problem(access: Any) -> str | None:
+    if not isinstance(access, str) or not access.strip():
+        return "The Gini token response has no access_token string"
+    if not _BEARER_TOKEN.match(access):
+        # It goes into an Authorization header: a line break or a non-latin-1 character there makes
+        # requests fail with an error that quotes the header, token included.
+        return "The Gini token response has an access_token with characters a bearer token cannot have"
+    return None
+
+
+def _refresh_usable(refresh: Any) -> bool:
+    return refresh is None or (isinstance(refresh, str) and bool(refresh.strip()))
 
 
 def oauth_error(status: int, body: Any, grant: str, request_id: str | None) -> Exception:
@@ -133,7 +162,7 @@ def oauth_error(status: int, body: Any, grant: str, request_id: str | None) -> E
     )
 
 
-SendGrant = Callable[[str, dict[str, str]], Token]
+SendGrant = Callable[[str, SecretDict], Token]
 
 
 class TokenManager:
@@ -167,6 +196,8 @@ class TokenManager:
         access = self._access
         if access is not None and self._clock() < self._refresh_at:
             return access
+        # Not left in this frame while a grant runs: an interrupt there renders its locals.
+        del access
         with self._lock:
             if self._access is None or self._clock() >= self._refresh_at:
                 self._obtain()
@@ -177,10 +208,11 @@ class TokenManager:
         """The tokens held now, for redacting text that may echo them."""
         return tuple(t for t in (self._access, self._refresh) if t)
 
-    def invalidate(self, rejected: str) -> None:
-        """Forget ``rejected`` after a 401, unless another thread already replaced it."""
+    def invalidate(self, rejected: Bearer) -> None:
+        """Forget ``rejected`` after a 401, unless another thread already replaced it. (A Bearer,
+        not the token: this may wait for the lock while another thread runs a grant.)"""
         with self._lock:
-            if self._access == rejected:
+            if self._access == rejected.token:
                 self._access = None
 
     def _obtain(self) -> None:
@@ -195,7 +227,7 @@ class TokenManager:
                 self._refresh = None
         self._store(self._grant("password", SecretDict(username=self._username, password=self._password)))
 
-    def _grant(self, grant: str, form: dict[str, str]) -> Token:
+    def _grant(self, grant: str, form: SecretDict) -> Token:
         self.grants[grant] += 1
         return self._send_grant(grant, form)
 

@@ -14,7 +14,7 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import quote_plus, urlencode, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -36,8 +36,15 @@ from airflow_provider_gini.client.errors import (
     shown,
 )
 from airflow_provider_gini.client.retry import RetryPolicy, parse_retry_after
-from airflow_provider_gini.client.settings import ClientSettings
-from airflow_provider_gini.client.tokens import SecretDict, Token, TokenManager, oauth_error, parse_token
+from airflow_provider_gini.client.settings import ClientSettings, is_under
+from airflow_provider_gini.client.tokens import (
+    Bearer,
+    SecretDict,
+    Token,
+    TokenManager,
+    oauth_error,
+    parse_token,
+)
 
 T = TypeVar("T")
 USER_AGENT = f"airflow-provider-gini/{__version__}"
@@ -54,27 +61,52 @@ _ERROR_CLASSES: dict[int, type[GiniHTTPError]] = {
 }
 
 
-class _Bearer:
-    """An access token on its way into a header. Tokens travel in these and in SecretDict rather
-    than in plain locals: Airflow 3.0's console log renders the locals of every frame of a task's
-    traceback, and their reprs hide the secrets."""
-
-    def __init__(self, token: str) -> None:
-        self.token = token
-
-    def __repr__(self) -> str:
-        return "_Bearer(<token>)"
-
-
 class ManagedBearer(AuthBase):
-    """Attaches the current access token; for callers who use ``get_conn()``'s Session directly."""
+    """Attaches the current access token; for callers who use ``get_conn()``'s Session directly.
 
-    def __init__(self, tokens: TokenManager) -> None:
+    Only to requests under the configured API URL (origin and path prefix): a request of the
+    Session to any other host, or to the API's host over another scheme or port, goes without
+    it, and an Authorization header set on the Session is taken off such a request too.
+    """
+
+    def __init__(self, tokens: TokenManager, api_url: str) -> None:
         self._tokens = tokens
+        self._api_url = api_url
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        request.headers["Authorization"] = f"Bearer {self._tokens.token()}"
+        if request.url and is_under(request.url, self._api_url):
+            request.headers["Authorization"] = f"Bearer {self._tokens.token()}"
+        else:
+            request.headers.pop("Authorization", None)
         return request
+
+
+class _Body:
+    """A request body for urllib3 whose repr hides it: a grant's body holds the password or the
+    refresh token, and urllib3 keeps the body in the locals of the frames that wait for the
+    answer, which Airflow 3.0's console renders when an interrupt or a timeout lands there.
+    urllib3 2 sends an iterable body chunk by chunk (Content-Length is set by requests); the one
+    chunk is a memoryview, whose repr does not show its bytes either."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: str | bytes) -> None:
+        self._data = data.encode("utf-8") if isinstance(data, str) else data
+
+    def __iter__(self) -> Any:
+        yield memoryview(self._data)
+
+    def __repr__(self) -> str:
+        return f"<request body, {len(self._data)} bytes>"
+
+
+def _loads(content: bytes) -> Any:
+    """JSON as RFC 8259 has it: NaN and Infinity, which Python would read, are refused."""
+    return json.loads(content, parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
 
 
 def json_of(response: requests.Response) -> Any:
@@ -86,11 +118,11 @@ def json_of(response: requests.Response) -> Any:
     )
     if problem is None:
         try:
-            return json.loads(response.content)
-        except (ValueError, UnicodeDecodeError):
+            return _loads(response.content)
+        except (ValueError, RecursionError):  # UnicodeDecodeError and huge integers are ValueErrors
             # Raised below, outside the except block: the decode error keeps the whole body
             # (for a token response, the tokens) and must not ride along as the context.
-            problem = "Gini answered unreadable JSON (truncated or malformed)"
+            problem = "Gini answered unreadable JSON (truncated, malformed or nested too deep)"
     raise GiniProtocolError(
         problem, status=response.status_code, request_id=response.headers.get("X-Request-Id")
     )
@@ -100,8 +132,8 @@ def _loose_json(content: bytes) -> Any:
     """An error body's JSON, or None when it is not JSON: error bodies may be anything (nested
     too deep for the parser included)."""
     try:
-        return json.loads(content)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return _loads(content)
+    except (ValueError, RecursionError):
         return None
 
 
@@ -153,6 +185,7 @@ class GiniSession:
         verify = _verify(settings.verify)
         bases = (settings.api_url, settings.user_center_url)
         self._routes = {base: _Route(base, verify, settings.pool_size) for base in bases}
+        self._bases = sorted(self._routes, key=len, reverse=True)  # the longer of nested bases first
         # Asked for explicitly, and a compressed answer is refused anyway (client/bounded.py).
         self._headers = {
             "User-Agent": USER_AGENT,
@@ -187,8 +220,10 @@ class GiniSession:
             leeway=settings.refresh_leeway,
             on_secret=on_secret,
         )
-        self.http.auth = ManagedBearer(self.tokens)
-        self._client_auth = HTTPBasicAuth(settings.client_id, settings.client_secret)
+        self.http.auth = ManagedBearer(self.tokens, settings.api_url)
+        # RFC 6749 section 2.3.1: client id and secret are form-urlencoded (UTF-8) before HTTP
+        # Basic, so any Unicode secret can be sent (Basic alone is latin-1 in requests).
+        self._client_auth = HTTPBasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
 
     def __repr__(self) -> str:
         return f"GiniSession(api_url={self.settings.api_url!r}, username={self.settings.username!r})"
@@ -210,8 +245,10 @@ class GiniSession:
         """An absolute API URL; absolute URLs (from Location headers) must stay on the API's origin,
         so the token is never sent elsewhere."""
         if "://" not in path:
+            if not path.startswith("/"):  # "@host/..." after the base URL would name another host
+                raise GiniProtocolError(f"Not an API path: {shown(path, 80)!r}")
             return f"{self.settings.api_url}{path}"
-        if not (path == self.settings.api_url or path.startswith(self.settings.api_url + "/")):
+        if not is_under(path, self.settings.api_url):
             raise GiniProtocolError(
                 f"Gini pointed to {urlsplit(path).netloc!r}, outside {self.settings.api_url}"
             )
@@ -232,12 +269,12 @@ class GiniSession:
         kind = self._download_kind if kwargs.get("stream") else self._json_kind
 
         def attempt() -> T:
-            bearer = _Bearer(self.tokens.token())
+            bearer = Bearer(self.tokens.token())
             response = self._send(method, url, bearer=bearer, kind=kind, **kwargs)
             if response.status_code == 401:
                 self._finish(response)
-                self.tokens.invalidate(bearer.token)
-                response = self._send(method, url, bearer=_Bearer(self.tokens.token()), kind=kind, **kwargs)
+                self.tokens.invalidate(bearer)
+                response = self._send(method, url, bearer=Bearer(self.tokens.token()), kind=kind, **kwargs)
             try:
                 self._check(response, expect, what)
                 return self._guarded(url, lambda: read(response))
@@ -274,7 +311,7 @@ class GiniSession:
                 text = text.replace(secret, "<redacted>")
         return text
 
-    def _send_grant(self, grant: str, form: dict[str, str]) -> Token:
+    def _send_grant(self, grant: str, form: SecretDict) -> Token:
         url = f"{self.settings.user_center_url}/oauth/token"
         if grant == "password":
             params, data = {"grant_type": "password"}, form
@@ -295,10 +332,14 @@ class GiniSession:
                 if response.status_code != 200:
                     cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
                 self._guarded(url, lambda: response.content)  # read here, inside the retried attempt
-                request_id = response.headers.get("X-Request-Id")
                 if response.status_code != 200:
-                    body = _loose_json(response.content)
-                    error = oauth_error(response.status_code, body, grant, request_id)
+                    # The error body goes straight in, never into a local: it may echo the form.
+                    error = oauth_error(
+                        response.status_code,
+                        _loose_json(response.content),
+                        grant,
+                        response.headers.get("X-Request-Id"),
+                    )
                     if isinstance(error, GiniHTTPError):
                         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     raise error
@@ -314,7 +355,7 @@ class GiniSession:
         url: str,
         *,
         kind: BodyKind,
-        bearer: _Bearer | None = None,
+        bearer: Bearer | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, Any] | None = None,
         stream: bool = False,
@@ -328,11 +369,7 @@ class GiniSession:
         whose body reads are bounded by ``kind``'s deadline and size (client/bounded.py).
         """
         deadline = time.monotonic() + kind.seconds
-        route = self._routes[
-            self.settings.user_center_url
-            if url.startswith(self.settings.user_center_url)
-            else self.settings.api_url
-        ]
+        route = self._route(url)
         sent = SecretDict({**self._headers, **(headers or {})})
         if bearer is not None:
             sent["Authorization"] = f"Bearer {bearer.token}"
@@ -348,7 +385,7 @@ class GiniSession:
             lambda: route.pool.urlopen(
                 method,
                 route.target(url),
-                body=None if prepared is None else prepared.body,
+                body=None if prepared is None or prepared.body is None else _Body(prepared.body),
                 headers=sent,
                 redirect=False,
                 assert_same_host=False,
@@ -370,6 +407,14 @@ class GiniSession:
     def _finish(self, response: requests.Response) -> None:
         response.close()
         self._open.discard(response.raw)
+
+    def _route(self, url: str) -> _Route:
+        """The pool of the configured base URL that ``url`` is under, compared as origins and path
+        segments (a user center URL may be a string prefix of the API's, or the other way round)."""
+        for base in self._bases:
+            if is_under(url, base):
+                return self._routes[base]
+        raise GiniProtocolError(f"Refusing to send to {urlsplit(url).netloc!r}: not a configured Gini URL")
 
     def _guarded(self, url: str, step: Callable[[], T]) -> T:
         """Run ``step``, turning requests' and urllib3's exceptions into GiniTransportError.
@@ -423,7 +468,9 @@ class _Route:
 
     def __init__(self, base: str, verify: bool | str, pool_size: int) -> None:
         self.adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        proxies = requests.utils.get_environ_proxies(base)
+        # Plain http is allowed only to loopback (settings.secure_base_url), and never through a
+        # proxy: HTTP_PROXY would carry the password grant in clear text to the proxy.
+        proxies = requests.utils.get_environ_proxies(base) if base.startswith("https://") else {}
         probe = requests.Request("GET", base).prepare()
         pool = self.adapter.get_connection_with_tls_context(probe, verify, proxies)
         self.pool = cast(HTTPConnectionPool, pool)

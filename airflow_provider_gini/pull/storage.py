@@ -32,10 +32,11 @@ from typing import IO, Any
 from airflow.sdk import ObjectStoragePath
 from fsspec.implementations.local import LocalFileSystem  # type: ignore[import-untyped]
 
-from airflow_provider_gini.client.errors import GiniConfigError, GiniProtocolError
+# The client's id rule (one rule for ids from a list and from a Location); re-exported here.
+from airflow_provider_gini.client.api import safe_id as safe_id
+from airflow_provider_gini.client.errors import GiniConfigError
 from airflow_provider_gini.pull.lease import LEASES, Lease, Liveness
 
-SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 SAFE_EXT = re.compile(r"^[a-z0-9]{1,8}$")
 TMP_MARK = ".gini-tmp-"
 DOCUMENT = "document.json"
@@ -83,13 +84,6 @@ def temporary_parts(name: str) -> tuple[str, str]:
     """(writer's token, the rest) of a temporary name, ``.gini-tmp-<token>-<rest>``."""
     token, _, rest = name[len(TMP_MARK) :].partition("-")
     return token, rest
-
-
-def safe_id(document_id: Any) -> str:
-    if not isinstance(document_id, str) or not SAFE_ID.match(document_id) or document_id in (".", ".."):
-        shown = document_id[:60] if isinstance(document_id, str) else type(document_id).__name__
-        raise GiniProtocolError(f"Refusing a document id that is not a plain token: {shown!r}")
-    return document_id
 
 
 def processed_name(doc: dict[str, Any], content_type: str | None = None) -> str:
