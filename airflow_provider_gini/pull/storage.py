@@ -244,8 +244,8 @@ class _OsFiles:
         try:
             try:
                 out = os.open(name, _CREATE_FLAGS, self.file_mode, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:
+            except FileExistsError:  # O_EXCL: also when a link was planted there
+                if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
                     raise symlink_refused(path) from None
                 raise
         finally:
