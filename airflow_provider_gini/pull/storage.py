@@ -51,8 +51,8 @@ FILE_MODE = 0o600
 FOLDER_MODE = 0o700
 # The processed file's extension comes from this allow-list, keyed by the media type of the file
 # Gini served, never from the name the uploader gave (``x.html``, ``x.exe``). The media types are
-# those Gini accepts for upload (docs/gini-compat.md; no source shows HEIC/HEIF); anything else
-# is ``bin``.
+# those of uploads (Gini's upload docs name PDF and JPEG, the SDKs PNG, GIF, TIFF and text too;
+# docs/sandbox.md); no source shows HEIC or HEIF. Anything else is ``bin``.
 MEDIA_EXT = {
     "application/pdf": "pdf",
     "image/jpeg": "jpg",
