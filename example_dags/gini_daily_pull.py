@@ -39,12 +39,16 @@ with DAG(
     params={
         "include_processed": Param(False, type="boolean", description="Also download the processed files"),
     },
+    # A macro, not a param: set here, where the DAG is parsed, and no run's conf reaches it. As a
+    # template the destination is the pull's outlet through an alias, attached on the worker;
+    # a literal path would be an Asset that Airflow 3.0's dag.test() has not registered.
+    user_defined_macros={"gini_destination": DESTINATION},
     tags=["gini", "example"],
     doc_md=__doc__,
 ) as dag:
     pull = GiniPullDocumentsOperator(
         task_id="pull_documents",
-        destination=DESTINATION,
+        destination="{{ gini_destination }}",
         include_processed="{{ params.include_processed }}",
         full_history=True,
         max_workers=8,
