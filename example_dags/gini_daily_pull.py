@@ -6,8 +6,11 @@ window), up to the run's end. The first run pulls the account's whole history. C
 backfill, manual and asset-triggered runs so cover every instant once, also after a failed
 pull. ``max_active_runs=1`` keeps runs in order.
 
-Params: ``destination`` (a local folder by default, or any ObjectStoragePath URL such as
-s3://bucket/gini) and ``include_processed`` (also download the processed files).
+The destination is the deployment's choice, not the triggering user's: the environment
+variable ``GINI_DESTINATION`` of the DAG processor and workers (a local folder, or any
+ObjectStoragePath URL such as s3://bucket/gini), ``~/gini-documents`` without it. A run's
+``conf`` cannot change it: whoever may trigger a run could otherwise write the account's
+invoices anywhere the worker can. Param ``include_processed``: also download the processed files.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ from airflow.sdk import DAG, ObjectStoragePath, Param, task
 
 from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
-DEFAULT_DESTINATION = os.environ.get("GINI_DESTINATION", str(Path.home() / "gini-documents"))
+# Read where the DAG is parsed, never from params or conf (see above).
+DESTINATION = os.environ.get("GINI_DESTINATION", str(Path.home() / "gini-documents"))
 
 with DAG(
     dag_id="gini_daily_pull",
@@ -33,15 +37,18 @@ with DAG(
     catchup=True,
     max_active_runs=1,
     params={
-        "destination": Param(DEFAULT_DESTINATION, type="string", description="Folder or object-storage URL"),
         "include_processed": Param(False, type="boolean", description="Also download the processed files"),
     },
+    # A macro, not a param: set here, where the DAG is parsed, and no run's conf reaches it. As a
+    # template the destination is the pull's outlet through an alias, attached on the worker;
+    # a literal path would be an Asset that Airflow 3.0's dag.test() has not registered.
+    user_defined_macros={"gini_destination": DESTINATION},
     tags=["gini", "example"],
     doc_md=__doc__,
 ) as dag:
     pull = GiniPullDocumentsOperator(
         task_id="pull_documents",
-        destination="{{ params.destination }}",
+        destination="{{ gini_destination }}",
         include_processed="{{ params.include_processed }}",
         full_history=True,
         max_workers=8,

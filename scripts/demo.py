@@ -44,6 +44,8 @@ def main() -> int:
 
     config = SandboxConfig()
     destination = Path(os.environ.get("GINI_DESTINATION", ROOT / ".demo" / "documents"))
+    # The DAG takes its destination from this variable where it is parsed, not from a run's conf.
+    os.environ["GINI_DESTINATION"] = str(destination)
     # Each demo shows every day's window: the watermark of an earlier demo would make every run
     # "nothing new" (the documents it stored are skipped, not fetched again).
     shutil.rmtree(destination / "_state", ignore_errors=True)
@@ -63,7 +65,7 @@ def main() -> int:
             logical_date = first + timedelta(days=n)
             print(f"  running gini_daily_pull for {logical_date:%Y-%m-%d} ...", flush=True)
             with quiet():
-                dag_run = dag.test(logical_date=logical_date, run_conf={"destination": str(destination)})
+                dag_run = dag.test(logical_date=logical_date)
             rows.append((logical_date, dag_run.state, latest_manifest(destination, dag_run.run_id)))
         grants = sandbox.counters()["grants"]
     print_summary(rows, destination, grants)

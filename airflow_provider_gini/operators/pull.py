@@ -19,7 +19,7 @@ from airflow_provider_gini.operators.lineage import PullLineage, operator_lineag
 from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
 from airflow_provider_gini.pull.state import STATE, PullState, StateFile, default_key
-from airflow_provider_gini.pull.storage import Store, destination_path
+from airflow_provider_gini.pull.storage import FILE_MODE, FOLDER_MODE, Store, checked_mode, destination_path
 from airflow_provider_gini.pull.window import moment, plan_window
 
 MANIFESTS = "_manifests"
@@ -64,11 +64,17 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
 
     **Destination.** Anything ``ObjectStoragePath`` understands (a local path, ``file://``,
     ``s3://``, ...; ``destination_conn_id`` for its credentials). Per document it writes
-    ``<destination>/<id>/document.json``, ``extractions.json`` and ``processed.<ext>``; per task
+    ``<destination>/<id>/document.json``, ``extractions.json`` and ``processed.<ext>`` (the
+    extension by the media type of the processed file: pdf, jpg, png, gif, tiff, txt, else bin;
+    never the uploader's file name); per task
     instance and try ``<destination>/_manifests/manifest-<run_id>.<task_id>[.<map_index>]
     [.try<N>].jsonl`` (one line per document: its outcome,
     pulled, skipped, errored, pending, gone or failed, and key extractions); and the watermark
-    in ``<destination>/_state/``.
+    in ``<destination>/_state/``. On a local destination the pull writes through no symbolic
+    link (a destination, document folder or replaced file that is one is refused) and creates
+    files with ``file_mode`` (default ``0o600``) and folders with ``folder_mode`` (default
+    ``0o700``), whatever the umask; files it does not (re)write keep their modes. A stored
+    ``document.json`` or ``extractions.json`` that cannot be read is pulled again, with a warning.
 
     **Nothing half-written, and a quick stop.** Files are written under temporary names and
     renamed; ``document.json`` comes last and marks a document complete, so a rerun skips it.
@@ -118,6 +124,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         pending_timeout: float = 300.0,
         poll_interval: float = 2.0,
         destination_conn_id: str | None = None,
+        file_mode: int = FILE_MODE,
+        folder_mode: int = FOLDER_MODE,
         **kwargs: Any,
     ) -> None:
         if max_workers < 1:
@@ -128,6 +136,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             raise ValueError("max_failed_documents must be 0 or more")
         if watermark_lag < 0:
             raise ValueError("watermark_lag must be 0 or more")
+        checked_mode(file_mode, "file_mode", 0o600)
+        checked_mode(folder_mode, "folder_mode", 0o700)
         # Lineage: the destination is the outlet. One that is only known on the worker (a
         # template, a relative or ~ path) is declared through an alias, and the Asset of where the
         # data landed is attached to it in execute().
@@ -151,6 +161,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self.pending_timeout = pending_timeout
         self.poll_interval = poll_interval
         self.destination_conn_id = destination_conn_id
+        self.file_mode = file_mode
+        self.folder_mode = folder_mode
         # Every worker and the lister hold a connection at once: a smaller pool would make them
         # queue for connections (and urllib3 warn that the pool is full).
         self.hook_params["pool_size"] = max(int(self.hook_params.get("pool_size", 0)), max_workers + 2)
@@ -161,7 +173,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self._stopping = threading.Event()
         with terminal_errors():
             root = destination_path(self.destination, self.destination_conn_id)
-            store = Store(root)
+            store = Store(root, self.file_mode, self.folder_mode)
             key = self.watermark_key or default_key(context)
             advance = _flag(self.advance_watermark, "advance_watermark")
             # The same reading of created_after as the window rule's: None, "" and "None" are unset.

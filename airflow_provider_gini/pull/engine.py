@@ -38,11 +38,20 @@ from airflow_provider_gini.client.errors import (
     shown,
 )
 from airflow_provider_gini.pull.manifest import ManifestLine, ManifestWriter, flatten
-from airflow_provider_gini.pull.storage import DOCUMENT, EXTRACTIONS, Store, processed_name, safe_id
+from airflow_provider_gini.pull.storage import (
+    DOCUMENT,
+    EXTRACTIONS,
+    PROCESSED,
+    PROCESSED_NAMES,
+    Store,
+    processed_name,
+    safe_id,
+)
 from airflow_provider_gini.pull.window import Window
 
 log = logging.getLogger("airflow_provider_gini.pull")
 _END = object()
+_UNREADABLE = object()
 # Errors that end the whole pull: no other document can succeed past them.
 _PULL_ENDING = (GiniAuthError, GiniConfigError, GiniCancelled)
 
@@ -336,8 +345,9 @@ class Puller:
         names = self.store.names(doc_id)
         if names is not None:
             stored = self._stored(doc_id, names)
-            if stored is not None:
-                return self._skipped(doc_id, names, stored)
+            skipped = None if stored is None else self._skipped(doc_id, names, stored)
+            if skipped is not None:
+                return skipped
             self.store.remove_leftovers(doc_id, names)
         if "progress" not in listed:  # an id alone (an earlier run's unfinished document)
             return self._look_again(_Parked(doc_id, listed))
@@ -379,11 +389,16 @@ class Puller:
                 files.append(EXTRACTIONS)
                 flat = flatten(extractions)
             if self.options.include_processed:
-                name = processed_name(doc)
-                self.store.write_atomic(
-                    f"{doc_id}/{name}", lambda out: self.api.download_processed(doc_id, out)
+                name = self.store.write_atomic(
+                    f"{doc_id}/{PROCESSED}",
+                    lambda out: self.api.download_processed(doc_id, out),
+                    name_for=lambda head: processed_name(head, doc),
                 )
                 files.append(name)
+                if not fresh:  # one stored before under another name: a type it no longer has
+                    for old in self.store.names(doc_id) or []:
+                        if old.startswith(f"{PROCESSED}.") and old != name:
+                            self.store.remove_quietly(f"{doc_id}/{old}")
         self.store.write_json(f"{doc_id}/{DOCUMENT}", doc)  # last: its presence marks the document complete
         files.insert(0, DOCUMENT)
         outcome = "pulled" if progress == "COMPLETED" else "errored"
@@ -401,17 +416,46 @@ class Puller:
         """The stored document when everything this pull wants of it is already there, else None."""
         if DOCUMENT not in names:
             return None
-        doc: dict[str, Any] = self.store.read_json(f"{doc_id}/{DOCUMENT}")
+        doc = self._stored_json(doc_id, DOCUMENT)
+        if not isinstance(doc, dict) or doc.get("id") != doc_id:
+            if doc is not _UNREADABLE:
+                self._unusable(doc_id, DOCUMENT, "not the JSON object of this document")
+            return None
         if doc.get("progress") != "COMPLETED":
             return doc
         if self.options.include_extractions and EXTRACTIONS not in names:
             return None
-        if self.options.include_processed and not any(n.startswith("processed.") for n in names):
+        if self.options.include_processed and PROCESSED_NAMES.isdisjoint(names):
             return None
         return doc
 
-    def _skipped(self, doc_id: str, names: list[str], doc: dict[str, Any]) -> ManifestLine:
-        flat = flatten(self.store.read_json(f"{doc_id}/{EXTRACTIONS}")) if EXTRACTIONS in names else {}
+    def _stored_json(self, doc_id: str, name: str) -> Any:
+        """A stored JSON file's content; _UNREADABLE when it cannot be read or parsed, which the caller
+        treats as not stored, so the document is pulled again and the file replaced: one damaged
+        file (a full disk, a hand edit, a copy cut short) must not stop every later pull."""
+        try:
+            return self.store.read_json(f"{doc_id}/{name}")
+        except (OSError, ValueError) as exc:  # ValueError: JSON and UTF-8 decoding errors
+            if isinstance(exc, GiniConfigError):  # a link: refused, not repaired
+                raise
+            self._unusable(doc_id, name, f"{type(exc).__name__}: {exc}")
+            return _UNREADABLE
+
+    def _unusable(self, doc_id: str, name: str, why: str) -> None:
+        log.warning(
+            "Document %s: the stored %s is unusable (%s); pulling the document again to replace it",
+            doc_id,
+            name,
+            why,
+        )
+
+    def _skipped(self, doc_id: str, names: list[str], doc: dict[str, Any]) -> ManifestLine | None:
+        flat = {}
+        if EXTRACTIONS in names:
+            extractions = self._stored_json(doc_id, EXTRACTIONS)
+            if extractions is _UNREADABLE:
+                return None
+            flat = flatten(extractions)
         files = sorted(f"{doc_id}/{name}" for name in names if not name.startswith("."))
         return ManifestLine(
             doc_id, "skipped", doc.get("progress"), _name(doc), doc.get("creationDate"), files, flat

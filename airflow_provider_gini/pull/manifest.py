@@ -94,7 +94,7 @@ class ManifestWriter:
         # this writer lives (pull/lease.py).
         self._temporary = f"{folder}/{TMP_MARK}{store.token}-{name}"
         self._remove_dead(folder, name)
-        self._out: IO[bytes] = store.fs.open(store.path(self._temporary), "wb")
+        self._out: IO[bytes] = store.files.open_write(store.path(self._temporary))
 
     def _remove_dead(self, folder: str, name: str) -> None:
         """The temporary manifests earlier tries of this task instance left when they were
@@ -116,7 +116,7 @@ class ManifestWriter:
 
     def commit(self) -> None:
         self._out.close()
-        self.store.fs.mv(self.store.path(self._temporary), self.store.path(self.relative))
+        self.store.files.replace(self.store.path(self._temporary), self.store.path(self.relative))
 
     def abort(self) -> None:
         self._out.close()

@@ -15,15 +15,22 @@ filesystem with plain string paths, because building path objects costs more CPU
 writes themselves when thousands of documents share one core. For a local destination the
 hot path (list, make the folder, write, rename) uses the os module directly: fsspec's local
 filesystem spends more CPU normalising paths than the system calls take.
+
+A local destination is written through no symbolic link: the destination, a document's folder
+or a file being replaced that is a link is refused (a link would let a pull write, or read,
+outside the destination), and files are created with ``O_NOFOLLOW | O_EXCL`` inside a folder
+opened with ``O_NOFOLLOW``, so a link planted after a check is not followed either. What a pull
+creates there is private by default (files 0600, folders 0700): invoices hold IBANs and amounts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import itertools
 import json
 import os
-import re
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -37,10 +44,15 @@ from airflow_provider_gini.client.api import safe_id as safe_id
 from airflow_provider_gini.client.errors import GiniConfigError
 from airflow_provider_gini.pull.lease import LEASES, Lease, Liveness
 
-SAFE_EXT = re.compile(r"^[a-z0-9]{1,8}$")
 TMP_MARK = ".gini-tmp-"
 DOCUMENT = "document.json"
 EXTRACTIONS = "extractions.json"
+FILE_MODE = 0o600
+FOLDER_MODE = 0o700
+# The processed file's extension comes from this allow-list, keyed by the media type of the file
+# Gini served, never from the name the uploader gave (``x.html``, ``x.exe``). The media types are
+# those of uploads (Gini's upload docs name PDF and JPEG, the SDKs PNG, GIF, TIFF and text too;
+# docs/sandbox.md); no source shows HEIC or HEIF. Anything else is ``bin``.
 MEDIA_EXT = {
     "application/pdf": "pdf",
     "image/jpeg": "jpg",
@@ -49,6 +61,21 @@ MEDIA_EXT = {
     "image/tiff": "tiff",
     "text/plain": "txt",
 }
+# The client asks for the processed file as application/octet-stream (the one type every Gini
+# version serves it as), so the served type is read from the bytes' signature instead.
+SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"%PDF-", "application/pdf"),
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"II*\x00", "image/tiff"),
+    (b"MM\x00*", "image/tiff"),
+)
+HEAD_BYTES = 8
+PROCESSED = "processed"
+# The names a processed file is stored under: what a rerun recognises as stored.
+PROCESSED_NAMES = frozenset(f"{PROCESSED}.{ext}" for ext in (*MEDIA_EXT.values(), "bin"))
 
 
 def json_bytes(body: Any, **options: Any) -> bytes:
@@ -68,8 +95,33 @@ def destination_path(destination: str | ObjectStoragePath, conn_id: str | None =
         raise GiniConfigError("destination must be a path or URL, e.g. /data/gini or s3://bucket/gini")
     value = destination.strip()
     if "://" not in value:
-        value = Path(value).expanduser().resolve().as_uri()
+        given = os.path.abspath(os.path.expanduser(value))
+        if os.path.islink(given):  # resolve() below would follow it silently
+            raise symlink_refused(given)
+        value = Path(given).resolve().as_uri()
     return ObjectStoragePath(value, conn_id=conn_id)
+
+
+def symlink_refused(path: str) -> GiniConfigError:
+    return GiniConfigError(
+        f"Refusing to write through the symbolic link {path}: a pull writes only inside its "
+        "destination. Remove the link, or choose a destination that is not (and holds no) link."
+    )
+
+
+def checked_mode(value: Any, name: str, needed: int) -> int:
+    """A permission mode (``0o640``) that keeps the owner's ``needed`` bits and sets no others
+    than read, write and execute."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0o777:
+        raise GiniConfigError(
+            f"{name} must be a permission mode from 0o000 to 0o777, e.g. 0o640; got {value!r}"
+        )
+    if value & needed != needed:
+        raise GiniConfigError(
+            f"{name}={value:#o} leaves out bits the pull needs ({needed:#o}, the owner's); use e.g. "
+            f"{needed | (value & 0o077):#o}"
+        )
+    return value
 
 
 def public_uri(root: ObjectStoragePath) -> str:
@@ -86,17 +138,25 @@ def temporary_parts(name: str) -> tuple[str, str]:
     return token, rest
 
 
-def processed_name(doc: dict[str, Any], content_type: str | None = None) -> str:
-    """``processed.<ext>`` from the document's name or the content type, never from raw API text."""
-    raw = doc.get("name")
-    name = raw if isinstance(raw, str) else ""
-    ext = name.rsplit(".", 1)[-1].lower() if "." in name else ""
-    if not SAFE_EXT.match(ext):
-        ext = MEDIA_EXT.get((content_type or "").split(";")[0].strip(), "bin")
-    return f"processed.{ext}"
+def media_type(head: bytes, doc: dict[str, Any]) -> str | None:
+    """The media type of a processed file beginning with ``head``: by its signature, or text when
+    Gini classified the document as text (text has no signature)."""
+    for signature, media in SIGNATURES:
+        if head.startswith(signature):
+            return media
+    return "text/plain" if doc.get("sourceClassification") == "TEXT" else None
+
+
+def processed_name(head: bytes, doc: dict[str, Any]) -> str:
+    """``processed.<ext>``, the extension from MEDIA_EXT by the file's media type, ``bin`` for
+    any other; never from the document's name."""
+    return f"{PROCESSED}.{MEDIA_EXT.get(media_type(head, doc) or '', 'bin')}"
 
 
 class _FsspecFiles:
+    """A remote store (s3, gcs, ...): object stores have no symbolic links, and no permission
+    modes (access is the bucket's policy), so neither check applies."""
+
     def __init__(self, fs: Any) -> None:
         self.fs = fs
 
@@ -112,42 +172,124 @@ class _FsspecFiles:
     def replace(self, source: str, target: str) -> None:
         self.fs.mv(source, target)
 
+    def read(self, path: str, size: int = -1) -> bytes:
+        with self.fs.open(path, "rb") as handle:
+            return handle.read(size)  # type: ignore[no-any-return]
+
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
 
 class _OsFiles:
     """The local hot path: fsspec's LocalFileSystem normalises every path, which costs more CPU
-    than the system call it wraps."""
+    than the system call it wraps. Files are opened and renamed relative to their folder opened
+    with O_NOFOLLOW, so no symbolic link is followed even when one is planted after a check; the
+    modes are set with fchmod, because the umask could only take bits away."""
+
+    def __init__(self, file_mode: int, folder_mode: int) -> None:
+        self.file_mode = file_mode
+        self.folder_mode = folder_mode
+
+    def _folder(self, path: str) -> int:
+        """A descriptor of the folder ``path``, which must not be a link."""
+        try:
+            return os.open(path, _FOLDER_FLAGS)
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+                raise symlink_refused(path) from None
+            raise
 
     def listdir(self, path: str) -> list[str]:
-        return os.listdir(path)
+        fd = self._folder(path)
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
 
     def makedirs(self, path: str) -> None:
         try:
-            os.mkdir(path)  # the usual case, a new folder in an existing one: one system call
+            os.mkdir(path, self.folder_mode)  # the usual case, a new folder in an existing one
         except FileExistsError:
+            if os.path.islink(path):
+                raise symlink_refused(path) from None
             if not os.path.isdir(path):
                 raise
+            return  # an existing folder keeps its mode
         except FileNotFoundError:
-            os.makedirs(path, exist_ok=True)
+            os.makedirs(os.path.dirname(path), exist_ok=True)  # outside the pull's folders
+            self.makedirs(path)
+            return
+        fd = self._folder(path)
+        try:
+            os.fchmod(fd, self.folder_mode)
+        finally:
+            os.close(fd)
 
     def open_write(self, path: str) -> IO[bytes]:
+        """A new file (it must not exist: temporary names are unique), mode ``file_mode``."""
+        folder, _, name = path.rpartition("/")
         try:
-            return open(path, "wb")
+            fd = self._folder(folder)
         except FileNotFoundError:  # a pull that found the document gone removed its empty folder
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            return open(path, "wb")
+            self.makedirs(folder)
+            fd = self._folder(folder)
+        try:
+            try:
+                out = os.open(name, _CREATE_FLAGS, self.file_mode, dir_fd=fd)
+            except FileExistsError:  # O_EXCL: also when a link was planted there
+                if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise symlink_refused(path) from None
+                raise
+        finally:
+            os.close(fd)
+        try:
+            os.fchmod(out, self.file_mode)
+            return os.fdopen(out, "wb")
+        except BaseException:
+            os.close(out)
+            raise
 
     def replace(self, source: str, target: str) -> None:
-        os.replace(source, target)
+        """Rename within one folder; a target that is a link is refused (rename would replace
+        the link itself, not follow it, but a link there was planted by someone)."""
+        folder, _, name = target.rpartition("/")
+        fd = self._folder(folder)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                    raise symlink_refused(target)
+            os.replace(source.rpartition("/")[2], name, src_dir_fd=fd, dst_dir_fd=fd)
+        finally:
+            os.close(fd)
+
+    def read(self, path: str, size: int = -1) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise symlink_refused(path) from None
+            raise
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read(size)
 
 
 class Store:
     """Files under one destination, addressed by paths relative to it (``"<id>/document.json"``)."""
 
-    def __init__(self, root: ObjectStoragePath) -> None:
+    def __init__(
+        self, root: ObjectStoragePath, file_mode: int = FILE_MODE, folder_mode: int = FOLDER_MODE
+    ) -> None:
         self.root = root
         self.fs = root.fs
         self.base = str(root.path).rstrip("/")
-        self.files = _OsFiles() if isinstance(self.fs, LocalFileSystem) else _FsspecFiles(self.fs)
+        self.files: _OsFiles | _FsspecFiles = (
+            _OsFiles(
+                checked_mode(file_mode, "file_mode", 0o600), checked_mode(folder_mode, "folder_mode", 0o700)
+            )
+            if isinstance(self.fs, LocalFileSystem)
+            else _FsspecFiles(self.fs)
+        )
         # Temporary names: unique to this Store by its lease token, then by a counter (a uuid4
         # per write costs a system call; next() on a count is atomic under the GIL).
         self.token = uuid.uuid4().hex
@@ -169,7 +311,8 @@ class Store:
         this writer's lease (before any temporary file), with ``key`` the watermark key whose
         turn it will wait for (None: none)."""
         try:
-            self.fs.makedirs(f"{self.base}/{LEASES}", exist_ok=True)
+            self.files.makedirs(self.base)  # refuses a destination that is a link
+            self.makedirs(LEASES)
             self.lease = Lease(self.token, self, self.liveness, key, holder)
             self.lease.take()
         except (OSError, PermissionError) as exc:
@@ -187,8 +330,7 @@ class Store:
 
     def read_lease(self, token: str) -> bytes | None:
         try:
-            with self.fs.open(self._lease_path(token), "rb") as handle:
-                return handle.read()  # type: ignore[no-any-return]
+            return self.files.read(self._lease_path(token))
         except FileNotFoundError:
             return None
 
@@ -243,18 +385,26 @@ class Store:
     def exists(self, relative: str) -> bool:
         return bool(self.fs.exists(self.path(relative)))
 
-    def write_atomic(self, relative: str, write: Callable[[IO[bytes]], Any]) -> None:
+    def write_atomic(
+        self, relative: str, write: Callable[[IO[bytes]], Any], name_for: Callable[[bytes], str] | None = None
+    ) -> str:
+        """Write ``relative`` under a temporary name, then rename it into place. With
+        ``name_for``, the file's name is ``name_for(its first HEAD_BYTES bytes)`` instead of
+        ``relative``'s (in the same folder). Returns the name written."""
         target = self.path(relative)
         folder, _, name = target.rpartition("/")
         temporary = f"{folder}/{self._temporary}{next(self._writes)}-{name}"
         try:
             with self.files.open_write(temporary) as out:
                 write(out)
-            self.files.replace(temporary, target)
+            if name_for is not None:
+                name = name_for(self.files.read(temporary, HEAD_BYTES))
+            self.files.replace(temporary, f"{folder}/{name}")
         except BaseException:
             if self.fs.exists(temporary):
                 self.fs.rm(temporary)
             raise
+        return name
 
     def write_json(self, relative: str, body: Any) -> None:
         self.write_bytes(relative, json_bytes(body, separators=(",", ":")))
@@ -263,8 +413,7 @@ class Store:
         self.write_atomic(relative, lambda out: out.write(data))
 
     def read_json(self, relative: str) -> Any:
-        with self.fs.open(self.path(relative), "rb") as handle:
-            return json.loads(handle.read())
+        return json.loads(self.files.read(self.path(relative)))
 
     def remove_incomplete(self, folder: str) -> None:
         """Empty ``folder`` unless it holds a complete document (a ``document.json``): all but

@@ -7,6 +7,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from airflow_provider_gini.sandbox import RunningSandbox
 from tests.compat import dag_bag
 from tests.operators.conftest import EXAMPLES, task_states, xcom
@@ -19,19 +21,30 @@ def test_examples_parse_without_import_errors(airflow_db: Path) -> None:
     pull = bag.get_dag("gini_daily_pull")
     assert pull.catchup is True
     assert pull.max_active_runs == 1
+    # Whoever may trigger a run must not choose where the account's invoices are written.
+    assert "destination" not in pull.params
+    assert pull.get_task("pull_documents").destination == "{{ gini_destination }}"  # a macro, not conf
 
 
 def test_daily_pull(
-    gini_connection: RunningSandbox, example_dag: Callable[[str], Any], tmp_path: Path
+    gini_connection: RunningSandbox,
+    example_dag: Callable[[str], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    destination, chosen = tmp_path / "configured", tmp_path / "chosen-by-the-trigger"
+    monkeypatch.setenv("GINI_DESTINATION", str(destination))  # the deployment's setting
     dag = example_dag("gini_daily_pull")
     summaries = []
     for day in (6, 7, 8):
+        # A destination in the run's conf, as anyone who may trigger the DAG could send, is ignored.
         dag_run = dag.test(
-            logical_date=datetime(2026, 1, day, tzinfo=timezone.utc), run_conf={"destination": str(tmp_path)}
+            logical_date=datetime(2026, 1, day, tzinfo=timezone.utc), run_conf={"destination": str(chosen)}
         )
         assert dag_run.state == "success", task_states(dag_run)
         summaries.append(xcom(dag_run, "summarise"))
+    assert not chosen.exists()
+    assert len(list((destination / "_manifests").glob("*.jsonl"))) == 3
     assert [s["window"][1] for s in summaries] == [f"2026-01-0{d}T00:00:00+00:00" for d in (6, 7, 8)]
     for summary in summaries:
         assert summary["counts"]["pulled"] > 0
