@@ -221,9 +221,19 @@ class GiniSession:
             on_secret=on_secret,
         )
         self.http.auth = ManagedBearer(self.tokens, settings.api_url)
-        # RFC 6749 section 2.3.1: client id and secret are form-urlencoded (UTF-8) before HTTP
-        # Basic, so any Unicode secret can be sent (Basic alone is latin-1 in requests).
-        self._client_auth = HTTPBasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
+        # Client authentication is HTTP Basic. Gini's own SDKs send the id and secret as they are;
+        # RFC 6749 section 2.3.1 has them form-urlencoded first, and no source says which one
+        # Gini's user center decodes (docs/gini-compat.md). The two differ only for characters
+        # other than letters, digits and -._~ (a base64-style secret's + / =). So the SDKs' form
+        # goes first (UTF-8, so any Unicode secret can be sent), and a 401 to it is asked once
+        # more in the RFC's form, which this session then keeps.
+        raw = HTTPBasicAuth(settings.client_id.encode(), settings.client_secret.encode())
+        encoded = HTTPBasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
+        same = (quote_plus(settings.client_id), quote_plus(settings.client_secret)) == (
+            settings.client_id,
+            settings.client_secret,
+        )
+        self._client_auths = [raw] if same else [raw, encoded]
 
     def __repr__(self) -> str:
         return f"GiniSession(api_url={self.settings.api_url!r}, username={self.settings.username!r})"
@@ -319,15 +329,20 @@ class GiniSession:
             params, data = None, SecretDict(grant_type=grant, **form)
 
         def attempt() -> Token:
-            response = self._send(
-                "POST",
-                url,
-                kind=self._token_kind,
-                params=params,
-                data=data,
-                auth=self._client_auth,
-                headers={"Accept": "application/json"},
-            )
+            for auth in list(self._client_auths):
+                response = self._send(
+                    "POST",
+                    url,
+                    kind=self._token_kind,
+                    params=params,
+                    data=data,
+                    auth=auth,
+                    headers={"Accept": "application/json"},
+                )
+                if response.status_code != 401 or auth is self._client_auths[-1]:
+                    break
+                self._finish(response)
+                self._client_auths.remove(auth)  # this user center reads the other form
             try:
                 if response.status_code != 200:
                     cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
@@ -479,7 +494,14 @@ class _Route:
         self.whole_url = self.adapter.request_url(probe, proxies) != probe.path_url
 
     def target(self, url: str) -> str:
-        return url if self.whole_url else url[len(self.origin) :] or "/"
+        if self.whole_url:
+            return url
+        if url.startswith(self.origin + "/"):
+            return url[len(self.origin) :]
+        # url() accepts the origin spelled otherwise too (an explicit default port, upper-case
+        # host): then from the parsed URL, as slicing would leave ":443/..." as the target.
+        parts = urlsplit(url)
+        return f"{parts.path or '/'}?{parts.query}" if parts.query else parts.path or "/"
 
 
 def _response(raw: BoundedBody, url: str) -> requests.Response:

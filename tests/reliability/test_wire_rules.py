@@ -307,13 +307,36 @@ UNICODE_ID = "client é:1"
 UNICODE_SECRET = "sëcret ✓ 密 +%&=:/"
 
 
-def test_client_credentials_are_form_encoded_before_basic() -> None:
+def basic_credentials(seen: Seen) -> tuple[str, str]:
+    scheme, _, encoded = seen.headers["Authorization"].partition(" ")
+    assert scheme == "Basic"
+    user, _, password = base64.b64decode(encoded).decode().partition(":")
+    return user, password
+
+
+def test_client_credentials_go_as_gini_sdks_send_them() -> None:
     with hostile(lambda seen: token_answer()) as server, client(server.url, secret=UNICODE_SECRET) as gini:
         gini.get_access_token()
-    scheme, _, encoded = server.seen[0].headers["Authorization"].partition(" ")
-    user, _, password = base64.b64decode(encoded).decode("ascii").partition(":")
-    assert scheme == "Basic"
-    assert (unquote_plus(user), unquote_plus(password)) == ("wire-client", UNICODE_SECRET)
+    assert [basic_credentials(seen) for seen in server.seen] == [("wire-client", UNICODE_SECRET)]
+
+
+def test_a_user_center_that_decodes_per_rfc_6749_gets_form_encoded_credentials() -> None:
+    """RFC 6749 section 2.3.1: it refuses the raw form (the secret's "+" reads as a space); the
+    form-urlencoded one follows at once, and the session keeps it for the refresh grant."""
+
+    def rfc(seen: Seen) -> Answer:
+        user, password = basic_credentials(seen)
+        if (unquote_plus(user), unquote_plus(password)) == ("wire-client", UNICODE_SECRET):
+            return token_answer(expires_in=2)
+        return json_answer({"error": "invalid_client"}, status=401)
+
+    with hostile(rfc) as server, client(server.url, secret=UNICODE_SECRET) as gini:
+        gini.get_access_token()
+        time.sleep(1.2)  # past half of the 2 s lifetime: the next call refreshes
+        gini.get_access_token()
+    forms = [basic_credentials(seen)[1] == UNICODE_SECRET for seen in server.seen]
+    assert forms == [True, False, False], "raw, then form-encoded, then form-encoded again"
+    assert "grant_type=refresh_token" in server.seen[2].body.decode() + server.seen[2].path
 
 
 def test_a_unicode_client_secret_signs_in_at_the_sandbox() -> None:

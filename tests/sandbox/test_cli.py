@@ -43,6 +43,19 @@ def _first_line(proc: subprocess.Popen[str], timeout: float = 20) -> str:
     return lines[0]
 
 
+def stop(proc: subprocess.Popen[str]) -> None:
+    """Stop a CLI started by a test, and close its pipes."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
 @contextmanager
 def _serve(*args: str) -> Iterator[tuple[str, str]]:
     """Start the CLI on a free port; yield (base URL, first stdout line); always stop it."""
@@ -57,15 +70,7 @@ def _serve(*args: str) -> Iterator[tuple[str, str]]:
         line = _first_line(proc)
         yield f"http://127.0.0.1:{port}", line
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop(proc)
 
 
 def _token(base: str) -> str:

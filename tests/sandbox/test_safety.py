@@ -20,6 +20,7 @@ from airflow_provider_gini.sandbox.access import TOKEN_ENV
 from airflow_provider_gini.sandbox.server import serving
 from tests.deployment import free_port
 from tests.sandbox.helpers import api_headers, token
+from tests.sandbox.test_cli import stop
 
 MODULE = [sys.executable, "-m", "airflow_provider_gini.sandbox"]
 ADMIN_TOKEN_RE = re.compile(r"admin token: ([^,]+),")
@@ -54,15 +55,7 @@ def cli(*args: str, env: dict[str, str] | None = None) -> Iterator[tuple[str, st
         assert "serving at" in line, proc.communicate(timeout=10)
         yield f"http://127.0.0.1:{port}", line, proc
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        stop(proc)
 
 
 def bearer(admin_token: str | None) -> dict[str, str]:
