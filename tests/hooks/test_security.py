@@ -56,10 +56,10 @@ def leaked(text: str, secrets: list[str]) -> list[str]:
 
 def refreshed_hook(sandbox: RunningSandbox, make_hook: MakeHook) -> GiniHook:
     """A hook that went through a password grant and one refresh (so a rotated refresh token)."""
-    sandbox.settings(user_token_ttl=2)
+    sandbox.settings(user_token_ttl=4)
     hook = make_hook()
     hook.list_documents(limit=1)
-    time.sleep(1.1)  # past expires_in minus the leeway (clamped below half of 2 s)
+    time.sleep(2.2)  # past expires_in minus the leeway (clamped below half of 4 s)
     hook.list_documents(limit=1)
     assert sandbox.counters()["grants"] == {"password": 1, "refresh_token": 1}
     return hook

@@ -49,11 +49,11 @@ def test_token_is_cached_across_calls(gini_connection: RunningSandbox, make_hook
 
 
 def test_refreshes_before_expiry_and_rotates(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
-    gini_connection.settings(user_token_ttl=2)
+    gini_connection.settings(user_token_ttl=4)
     hook = make_hook()
     hook.list_documents(limit=1)
     for _ in range(2):
-        time.sleep(1.1)  # past expires_in minus the leeway (clamped below half of 2 s)
+        time.sleep(2.2)  # past expires_in minus the leeway (clamped below half of 4 s)
         hook.list_documents(limit=1)
     counters = gini_connection.counters()
     # Each refresh used the newest refresh token: the sandbox rejects a reused one.
@@ -85,10 +85,12 @@ def test_client_without_refresh_tokens_signs_in_again(
     gini_connection: RunningSandbox, make_hook: MakeHook, set_connection: Callable[..., None]
 ) -> None:
     set_connection("gini_plain", gini_connection.connection(client=PLAIN_CLIENT))
-    gini_connection.settings(user_token_ttl=1)
+    # 4 s tokens, renewed past half their life: 2 s of margin for a busy machine's stalls, which
+    # with 1 s tokens made a call meet an expired token (a third grant) in CI.
+    gini_connection.settings(user_token_ttl=4)
     hook = make_hook("gini_plain")
     hook.list_documents(limit=1)
-    time.sleep(0.6)
+    time.sleep(2.2)
     hook.list_documents(limit=1)
     assert gini_connection.counters()["grants"] == {"password": 2}
 
@@ -183,11 +185,11 @@ def test_second_401_fails(gini_connection: RunningSandbox, make_hook: MakeHook) 
 def test_single_flight_under_threads(
     gini_connection: RunningSandbox, make_hook: MakeHook, expiry: str
 ) -> None:
-    gini_connection.settings(user_token_ttl=2)
+    gini_connection.settings(user_token_ttl=4)
     hook = make_hook()
     hook.list_documents(limit=1)
     if expiry == "client clock":
-        time.sleep(1.1)
+        time.sleep(2.2)
     else:
         gini_connection.expire_tokens()
     gini_connection.reset_counters()
