@@ -227,13 +227,11 @@ class GiniSession:
         # other than letters, digits and -._~ (a base64-style secret's + / =). So the SDKs' form
         # goes first (UTF-8, so any Unicode secret can be sent), and a 401 to it is asked once
         # more in the RFC's form, which this session then keeps.
-        raw = HTTPBasicAuth(settings.client_id.encode(), settings.client_secret.encode())
-        encoded = HTTPBasicAuth(quote_plus(settings.client_id), quote_plus(settings.client_secret))
-        same = (quote_plus(settings.client_id), quote_plus(settings.client_secret)) == (
-            settings.client_id,
-            settings.client_secret,
-        )
-        self._client_auths = [raw] if same else [raw, encoded]
+        raw = (settings.client_id, settings.client_secret)
+        encoded = (quote_plus(settings.client_id), quote_plus(settings.client_secret))
+        self._client_auths = [HTTPBasicAuth(raw[0].encode(), raw[1].encode())]
+        if encoded != raw:
+            self._client_auths.append(HTTPBasicAuth(*encoded))
 
     def __repr__(self) -> str:
         return f"GiniSession(api_url={self.settings.api_url!r}, username={self.settings.username!r})"
@@ -297,9 +295,7 @@ class GiniSession:
         status = response.status_code
         if status in expect:
             return
-        # At most max_error_bytes of an error body are read: its message is short, its size Gini's.
-        cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
-        self._guarded(response.url, lambda: response.content)
+        self._read_error_body(response)
         message, request_id, codes = _error_message(response)
         message = self._redact(message)
         retry_after = parse_retry_after(response.headers.get("Retry-After")) if status in (429, 503) else None
@@ -313,6 +309,12 @@ class GiniSession:
             retry_after=retry_after,
             codes=codes,
         )
+
+    def _read_error_body(self, response: requests.Response) -> None:
+        """Read an error answer's body, at most max_error_bytes of it (inside the retried attempt):
+        its message is short, its size is the server's choice."""
+        cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
+        self._guarded(response.url, lambda: response.content)
 
     def _redact(self, text: str) -> str:
         """``text`` without any secret this session knows: an error body may echo one."""
@@ -345,9 +347,7 @@ class GiniSession:
                 self._client_auths.remove(auth)  # this user center reads the other form
             try:
                 if response.status_code != 200:
-                    cast(BoundedBody, response.raw).quietly(self.settings.max_error_bytes)
-                self._guarded(url, lambda: response.content)  # read here, inside the retried attempt
-                if response.status_code != 200:
+                    self._read_error_body(response)
                     # The error body goes straight in, never into a local: it may echo the form.
                     error = oauth_error(
                         response.status_code,
@@ -358,6 +358,7 @@ class GiniSession:
                     if isinstance(error, GiniHTTPError):
                         error.retry_after = parse_retry_after(response.headers.get("Retry-After"))
                     raise error
+                self._guarded(url, lambda: response.content)  # read here, inside the retried attempt
                 return parse_token(json_of(response))
             finally:
                 self._finish(response)
