@@ -143,17 +143,25 @@ class BoundedBody:
         )
 
     def _late(self) -> GiniTransportError:
-        kind = self.kind
-        return GiniTransportError(
-            f"The {kind.name} from {self._host()} did not arrive in full within the "
-            f"{kind.seconds:g} s {kind.deadline_setting} (a request's whole time: connecting, "
-            f"headers and body, {self._received} bytes of body received); if Gini is this slow, "
-            f"raise the connection extra {kind.deadline_setting!r}",
-            sent=True,
-        )
+        return late(self.kind, self._url, self._received)
 
     def _cancelled(self) -> GiniCancelled:
-        return GiniCancelled(f"The {self.kind.name} from {self._host()} was cut off: the work was cancelled")
+        return cut_off(self.kind, self._url)
 
     def _host(self) -> str:
         return urlsplit(self._url).netloc
+
+
+def late(kind: BodyKind, url: str, received: int = 0) -> GiniTransportError:
+    """A request past its kind's deadline, whether in its body (``received`` bytes of it) or before."""
+    return GiniTransportError(
+        f"The {kind.name} from {urlsplit(url).netloc} did not arrive in full within the "
+        f"{kind.seconds:g} s {kind.deadline_setting} (a request's whole time: connecting, sending, "
+        f"headers and body, {received} bytes of body received); if Gini is this slow, "
+        f"raise the connection extra {kind.deadline_setting!r}",
+        sent=True,
+    )
+
+
+def cut_off(kind: BodyKind, url: str) -> GiniCancelled:
+    return GiniCancelled(f"The {kind.name} from {urlsplit(url).netloc} was cut off: the work was cancelled")

@@ -50,9 +50,8 @@ class ClientSettings:
     read_timeout: float = 60.0
     refresh_leeway: float = 60.0
     pool_size: int = 10
-    # Bounds of one request (connecting and the whole body, each read of the headers within
-    # what is left; each retry has its own) and
-    # of the bodies read: a server that trickles, or sends more than any answer of Gini's holds,
+    # Bounds of one request (connecting, sending, headers and the whole body; each retry has its
+    # own) and of the bodies read: a server that trickles, or sends more than any answer of Gini's holds,
     # fails the request with a typed error instead of holding a task or its memory for ever.
     # Downloads (processed files) get longer: 100 MiB within 600 s is a floor of ~170 KiB/s.
     request_deadline: float = 120.0

@@ -20,11 +20,11 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase, HTTPBasicAuth
 from requests.structures import CaseInsensitiveDict
-from urllib3 import HTTPConnectionPool, Timeout
+from urllib3 import BaseHTTPResponse, HTTPConnectionPool, Timeout
 from urllib3 import exceptions as urllib3_errors
 
 from airflow_provider_gini import __version__
-from airflow_provider_gini.client.bounded import BodyKind, BoundedBody
+from airflow_provider_gini.client.bounded import BodyKind, BoundedBody, cut_off, late
 from airflow_provider_gini.client.errors import (
     GiniConflict,
     GiniHTTPError,
@@ -45,6 +45,7 @@ from airflow_provider_gini.client.tokens import (
     oauth_error,
     parse_token,
 )
+from airflow_provider_gini.client.watchdog import WATCHDOG, Exchange, exchange, watch_pool
 
 T = TypeVar("T")
 USER_AGENT = f"airflow-provider-gini/{__version__}"
@@ -202,7 +203,9 @@ class GiniSession:
         self._token_kind = BodyKind(
             "token answer", s.token_deadline, "token_deadline", s.max_json_bytes, "max_json_bytes"
         )
-        # The bodies being read now, which cancel() cuts off.
+        # The requests being sent or waiting for headers, and the bodies being read now, which
+        # cancel() cuts off.
+        self._exchanges: set[Exchange] = set()
         self._open: set[BoundedBody] = set()
         # get_conn()'s Session, for callers who make their own requests; ours do not go through it.
         self.http = requests.Session()
@@ -237,10 +240,11 @@ class GiniSession:
         return f"GiniSession(api_url={self.settings.api_url!r}, username={self.settings.username!r})"
 
     def cancel(self) -> None:
-        """Stop this session's work: retry waits end, no new attempt starts, and bodies being read
-        are cut off (GiniCancelled). A request still waiting for its headers runs to its answer or
-        its deadline (request_deadline, download_deadline or token_deadline)."""
+        """Stop this session's work: retry waits end, no new attempt starts, and requests being
+        sent, waiting for their answers or reading them are cut off (GiniCancelled)."""
         self.retry.cancel()
+        for current in list(self._exchanges):
+            WATCHDOG.cut(current, "cancelled")
         for body in list(self._open):
             body.abort()
 
@@ -396,8 +400,10 @@ class GiniSession:
             url, sent = prepared.url or url, SecretDict(prepared.headers)
         elif params:
             url = f"{url}?{urlencode(params)}"
-        raw = self._guarded(
+        raw = self._exchange(
             url,
+            kind,
+            deadline,
             lambda: route.pool.urlopen(
                 method,
                 route.target(url),
@@ -409,7 +415,8 @@ class GiniSession:
                 decode_content=False,
                 retries=False,
                 # Connecting and each read of the headers within what is left of the deadline;
-                # the body's reads are bounded by BoundedBody.
+                # the whole of sending and the headers is bounded by the watchdog, the body's
+                # reads by BoundedBody.
                 timeout=Timeout(
                     connect=min(self.settings.connect_timeout, kind.seconds),
                     read=min(self.settings.read_timeout, max(deadline - time.monotonic(), 0.001)),
@@ -419,6 +426,27 @@ class GiniSession:
         bounded = BoundedBody(raw, url, kind, deadline, self.settings.read_timeout)
         self._open.add(bounded)
         return _response(bounded, url)
+
+    def _exchange(
+        self, url: str, kind: BodyKind, deadline: float, send: Callable[[], BaseHTTPResponse]
+    ) -> BaseHTTPResponse:
+        """``send()``, guarded, its sending and wait for headers cut off by the watchdog at the
+        deadline or by cancel(), with the error that says which."""
+        with exchange(deadline) as current:
+            self._exchanges.add(current)
+            try:
+                raw: BaseHTTPResponse | None = self._guarded(url, send)
+            except GiniTransportError:
+                if current.cut is None:
+                    raise
+                raw = None  # the cut's own error, raised below, without this one as context
+            finally:
+                self._exchanges.discard(current)
+        if current.cut is None and raw is not None:
+            return raw
+        if raw is not None:  # cancelled just after the headers arrived
+            raw.release_conn()
+        raise late(kind, url) if current.cut == "late" else cut_off(kind, url)
 
     def _finish(self, response: requests.Response) -> None:
         response.close()
@@ -490,6 +518,7 @@ class _Route:
         probe = requests.Request("GET", base).prepare()
         pool = self.adapter.get_connection_with_tls_context(probe, verify, proxies)
         self.pool = cast(HTTPConnectionPool, pool)
+        watch_pool(self.pool)
         parts = urlsplit(base)
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self.whole_url = self.adapter.request_url(probe, proxies) != probe.path_url

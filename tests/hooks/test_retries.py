@@ -224,7 +224,9 @@ def test_upload_is_retried_when_the_connection_cannot_be_made(
     try:
         url = f"http://127.0.0.1:{port}"
         set_connection("gini_late", {**RunningSandbox(url, None).connection(), "host": url})  # type: ignore[arg-type]
-        hook = make_hook("gini_late", backoff_initial=0.2, backoff_max=0.5)
+        # Attempts enough to wait out the sandbox's start, which takes seconds on a loaded machine
+        # (8 attempts, about 3 s, ran out once in CI).
+        hook = make_hook("gini_late", backoff_initial=0.2, backoff_max=0.5, max_attempts=120)
         doc_id = hook.upload_document(PDF, filename="late.pdf")
         assert started.is_set()
         assert [d["id"] for d in box["sandbox"].documents()] == [doc_id]

@@ -6,6 +6,7 @@ from generators, so the test process never holds what it sends."""
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import zlib
@@ -32,6 +33,8 @@ class Answer:
     body: Callable[[], Iterable[bytes]] = lambda: ()
     pause: float = 0.0
     before_headers: float = 0.0  # seconds of silence before the status line
+    header_pause: float = 0.0  # seconds before each byte of the status line and headers
+    before_reading: float = 0.0  # seconds before the request's body is read (a stalled upload)
 
 
 def trickle(data: bytes, every: float = 1.0, **headers: str) -> Answer:
@@ -67,7 +70,12 @@ class HostileGini(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+        super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
+        # A small receive buffer (inherited by accepted sockets), so an upload the server does not
+        # read blocks the sender after a few MiB, not after what loopback's large buffers take.
+        self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.server_bind()
+        self.server_activate()
         self.routes: dict[str, Answer] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
         self.arrived: dict[str, float] = {}  # path -> wall-clock time of its first request
@@ -129,13 +137,14 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         self.server.requests.append((self.command, path, dict(self.headers)))
         self.server.arrived.setdefault(path, time.time())
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
         answer = self.server.routes.get(path)
         if answer is None:
             answer = json_answer(TOKEN) if path == "/oauth/token" else json_answer({"message": "no"}, 404)
         try:
+            time.sleep(answer.before_reading)
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
             time.sleep(answer.before_headers)
             self.send_response(answer.status)
             for name, value in answer.headers.items():
@@ -143,6 +152,8 @@ class _Handler(BaseHTTPRequestHandler):
             if "Content-Length" not in answer.headers:
                 self.send_header("Connection", "close")  # the body ends where the connection does
                 self.close_connection = True
+            if answer.header_pause:
+                self._trickle_headers(answer.header_pause)
             self.end_headers()
             self.wfile.flush()
             for chunk in answer.body():
@@ -152,6 +163,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True  # the client gave up, as it should
+
+    def _trickle_headers(self, pause: float) -> None:
+        """The status line and headers so far, then 60 more headers, a byte per ``pause``."""
+        buffered = b"".join(self._headers_buffer) + b"".join(b"X-Slow: %d\r\n" % i for i in range(60))
+        self._headers_buffer = []
+        for i in range(len(buffered)):
+            time.sleep(pause)
+            self.wfile.write(buffered[i : i + 1])
+            self.wfile.flush()
 
 
 @contextmanager

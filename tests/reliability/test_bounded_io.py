@@ -114,6 +114,64 @@ def test_cancel_cuts_off_a_download_in_progress(server: HostileGini) -> None:
     assert took < 3, took  # not the 60 s deadline
 
 
+def test_headers_trickled_a_byte_at_a_time_end_at_the_request_deadline(server: HostileGini) -> None:
+    # Each byte comes within the read timeout, so only a deadline over all the reads ends it.
+    server.routes["/documents"] = Answer(headers={"Content-Length": "0"}, header_pause=0.2)
+    client = Client(server.session(request_deadline=1.5, read_timeout=30, **ONCE))
+    error, took = failure(lambda: client.list_documents(limit=5))
+    assert isinstance(error, GiniTransportError)
+    assert error.sent
+    assert "did not arrive in full within the 1.5 s request_deadline" in str(error)
+    assert 1.4 < took < 4, took  # not the minutes the trickle lasts, nor the 30 s read timeout
+
+
+def test_a_token_answer_with_trickled_headers_ends_at_the_token_deadline(server: HostileGini) -> None:
+    server.routes["/oauth/token"] = Answer(headers={"Content-Length": "0"}, header_pause=0.2)
+    client = Client(server.session(token_deadline=1.5, request_deadline=60, read_timeout=30, **ONCE))
+    error, took = failure(client.get_access_token)
+    assert isinstance(error, GiniTransportError)
+    assert "1.5 s token_deadline" in str(error)
+    assert took < 4, took
+
+
+def test_an_upload_gini_does_not_read_ends_at_the_request_deadline_and_is_not_resent(
+    server: HostileGini,
+) -> None:
+    # More than the socket buffers hold, so sending blocks until the server reads; each write
+    # is bounded by the 30 s timeout, so only a deadline over them all ends it.
+    server.routes["/documents"] = Answer(before_reading=30, status=201)
+    client = Client(server.session(request_deadline=2, read_timeout=30, retry={"max_attempts": 3}))
+    document = io.BytesIO(b"%PDF-" + bytes(9 * MiB))  # under Gini's 10 MiB
+    error, took = failure(lambda: client.upload_document(document, "big.pdf"))
+    assert isinstance(error, GiniTransportError)
+    assert error.sent  # it may have reached Gini: an upload is not sent again
+    assert "2 s request_deadline" in str(error)
+    assert server.hits("/documents") == 1
+    assert took < 5, took
+
+
+def test_cancel_cuts_off_a_request_waiting_for_its_headers(server: HostileGini) -> None:
+    server.routes["/documents"] = Answer(before_headers=30)
+    session = server.session(request_deadline=60, read_timeout=60)
+    client = Client(session)
+    threading.Timer(1.0, session.cancel).start()
+    error, took = failure(lambda: client.list_documents(limit=5))
+    assert isinstance(error, GiniCancelled)
+    assert "was cut off: the work was cancelled" in str(error)
+    assert took < 3, took  # not the 30 s until the headers, nor the 60 s read timeout
+    assert server.hits("/documents") == 1  # and not asked again
+
+
+def test_requests_within_their_deadline_leave_no_watch_behind(server: HostileGini) -> None:
+    from airflow_provider_gini.client.watchdog import WATCHDOG
+
+    server.routes["/documents"] = json_answer({"documents": []})
+    client = Client(server.session(request_deadline=60))
+    for _ in range(50):
+        assert client.list_documents(limit=5) == {"documents": []}
+    assert WATCHDOG._watched == set()
+
+
 # --- 3. size limits per kind --------------------------------------------------------------------
 
 
@@ -232,8 +290,8 @@ def test_execution_timeout_ends_a_pull_whose_worker_waits_on_a_silent_server(
     server.routes["/documents"] = Answer(
         200, {"Content-Type": "application/json", "Content-Length": str(len(PAGE))}, lambda: [PAGE]
     )
-    # The worker fetching the extractions gets no answer at all: cancel() cannot cut it off, so
-    # only not waiting for it ends the task.
+    # The worker fetching the extractions gets no answer at all: the task ends at its timeout, not
+    # at the 40 s read timeout (cancel() cuts the wait off, and the task does not wait for it).
     server.routes["/documents/d1/extractions"] = Answer(before_headers=120)
     began = time.monotonic()
     run = dag_file(TIMEOUT_DAG).test(run_conf={"destination": str(tmp_path)})

@@ -47,8 +47,10 @@ def test_no_secret_in_logs_rendered_fields_xcom_or_errors(
 ) -> None:
     # 1. A pull through many tokens: short-lived ones refreshed ahead of expiry, a 401 (a fresh
     #    token and a replay), then refresh tokens revoked and access tokens expired mid-run.
-    gini_connection.settings(user_token_ttl=2)
-    gini_connection.add_fault("latency", path="/documents/*/extractions", delay=0.25)
+    #    (6 s tokens: refreshed after 3 s, the 3 s left absorb a loaded machine's stalls; with 2 s
+    #    ones a replay after a 401 met an expired token again.)
+    gini_connection.settings(user_token_ttl=6)
+    gini_connection.add_fault("latency", path="/documents/*/extractions", delay=0.5)
     gini_connection.add_fault("status", status=401, path="/documents/*/extractions", first=1)
     watcher = Watcher(
         gini_connection,

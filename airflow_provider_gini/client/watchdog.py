@@ -1,0 +1,154 @@
+"""The request deadline before the body: sending a request and waiting for its answer's headers.
+
+urllib3 bounds each socket operation, not their sum, so a server that reads an upload slowly or
+sends its status line a byte at a time holds a request for as long as it likes, and a task being
+stopped cannot cut such a wait off. Bodies are bounded by client/bounded.py; this bounds what
+comes before. The transport opens an ``Exchange`` around each request; the connection classes
+below hand the exchange their socket while they send and wait, and one thread per process shuts
+that socket down when the exchange's deadline passes or its session is cancelled, which ends the
+blocked read or write at once. (urllib3 2.3's own ``HTTPResponse.shutdown`` cuts reads the same
+way, and only once there is a response.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool
+
+
+class Exchange:
+    """One request's sending and wait for its headers. ``cut`` says why the watchdog ended it."""
+
+    __slots__ = ("cut", "deadline", "sock")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.sock: socket.socket | None = None
+        self.cut: str | None = None  # "late" or "cancelled"
+
+
+class _Watchdog:
+    def __init__(self) -> None:
+        self._reset()
+        # A forked task process gets a fresh lock and thread (the parent's thread does not exist
+        # there, and its lock may have been held at the fork).
+        os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._lock = threading.Condition()
+        self._watched: set[Exchange] = set()
+        self._wake_at = math.inf
+        self._thread: threading.Thread | None = None
+
+    def watch(self, exchange: Exchange, sock: socket.socket) -> None:
+        with self._lock:
+            exchange.sock = sock
+            if exchange.cut is not None:  # cancelled before it began
+                _shut(sock)
+                return
+            self._watched.add(exchange)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="gini-deadlines", daemon=True)
+                self._thread.start()
+            elif exchange.deadline < self._wake_at:  # deadlines are seconds apart: rare
+                self._lock.notify()
+
+    def unwatch(self, exchange: Exchange) -> None:
+        with self._lock:
+            self._watched.discard(exchange)
+            exchange.sock = None
+
+    def cut(self, exchange: Exchange, why: str) -> None:
+        with self._lock:
+            self._cut(exchange, why)
+
+    def _cut(self, exchange: Exchange, why: str) -> None:
+        if exchange.cut is None:
+            exchange.cut = why
+            if exchange.sock is not None:
+                _shut(exchange.sock)
+        self._watched.discard(exchange)
+
+    def _run(self) -> None:
+        with self._lock:
+            while True:
+                now = time.monotonic()
+                for exchange in [e for e in self._watched if e.deadline <= now]:
+                    self._cut(exchange, "late")
+                # Sleeps until the earliest deadline; an exchange that ends first is only dropped
+                # from the set, so a busy pull wakes this thread about once a deadline, not per request.
+                self._wake_at = min((e.deadline for e in self._watched), default=math.inf)
+                self._lock.wait(None if self._wake_at == math.inf else self._wake_at - now)
+
+
+def _shut(sock: socket.socket) -> None:
+    # Both ways: a blocked write (an upload Gini reads slowly) ends too, not only a read.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+WATCHDOG = _Watchdog()
+_current = threading.local()
+
+
+@contextlib.contextmanager
+def exchange(deadline: float) -> Iterator[Exchange]:
+    """The exchange of the request this thread sends within the block."""
+    current = Exchange(deadline)
+    _current.exchange = current
+    try:
+        yield current
+    finally:
+        _current.exchange = None
+        WATCHDOG.unwatch(current)
+
+
+@contextlib.contextmanager
+def _watched(connection: HTTPConnection) -> Iterator[None]:
+    current: Exchange | None = getattr(_current, "exchange", None)
+    if current is None or connection.sock is None:
+        yield
+        return
+    WATCHDOG.watch(current, connection.sock)
+    try:
+        yield
+    finally:
+        WATCHDOG.unwatch(current)
+
+
+class WatchedHTTPConnection(HTTPConnection):
+    """urllib3's connection, its sending and its wait for headers watched by the deadline."""
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        if self.sock is None:
+            # Connected here rather than inside request(), so the socket exists to be watched;
+            # connecting has its own timeout. (urllib3 connects its HTTPS connections early too.)
+            self.connect()
+        with _watched(self):
+            super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        with _watched(self):
+            return super().getresponse()
+
+
+class WatchedHTTPSConnection(WatchedHTTPConnection, HTTPSConnection):
+    pass
+
+
+def watch_pool(pool: HTTPConnectionPool) -> None:
+    """Make ``pool`` open watched connections. Connection classes other than urllib3's own (a
+    SOCKS proxy's) are left as they are: their waits are bounded per read only."""
+    if pool.ConnectionCls is HTTPSConnection:
+        pool.ConnectionCls = WatchedHTTPSConnection
+    elif pool.ConnectionCls is HTTPConnection:
+        pool.ConnectionCls = WatchedHTTPConnection
