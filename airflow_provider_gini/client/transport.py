@@ -400,6 +400,10 @@ class GiniSession:
             url, sent = prepared.url or url, SecretDict(prepared.headers)
         elif params:
             url = f"{url}?{urlencode(params)}"
+        # Authorization first: urllib3 sends the headers in a loop whose variable keeps the last
+        # value while the body goes out, in a frame an interrupt's traceback renders with its
+        # locals (an upload can be blocked there for long).
+        sent = SecretDict(sorted(sent.items(), key=lambda item: item[0] != "Authorization"))
         raw = self._exchange(
             url,
             kind,

@@ -14,6 +14,7 @@ import base64
 import http.server
 import io
 import json
+import re
 import signal
 import sys
 import threading
@@ -43,6 +44,7 @@ from airflow_provider_gini.client.settings import is_loopback, is_under
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.sandbox import DEMO_USER, ClientSpec, RunningSandbox, run_sandbox
 from airflow_provider_gini.sandbox.config import SandboxConfig
+from tests.reliability.hostile import TOKEN as hostile_token
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -176,6 +178,9 @@ def rendered_with_locals(exc: BaseException) -> str:
         as_dict = structlog.tracebacks.ExceptionDictTransformer(show_locals=True, use_rich=False)(exc_info)
         texts.append(json.dumps(as_dict, default=str))
     return "\n".join(texts)
+
+
+HOSTILE_ACCESS = hostile_token["access_token"]
 
 
 def basic(client_id: str, secret: str) -> str:
@@ -621,3 +626,38 @@ def test_the_recursion_limit_is_what_deep_nesting_hits() -> None:
     with pytest.raises(RecursionError):
         json.loads(MALFORMED["deep nesting"])
     assert sys.getrecursionlimit() < 100_000
+
+
+@INTERRUPTS
+def test_an_interrupt_while_an_upload_is_being_sent_leaves_no_token_in_any_frame(
+    signum: int, handler: Callable[[int, Any], None], raised: type[BaseException]
+) -> None:
+    from tests.reliability.hostile import Answer, Client, hostile_gini
+
+    with hostile_gini() as server:
+        # Gini reads nothing of the upload for a while: the client stays blocked sending it.
+        server.routes["/documents"] = Answer(before_reading=20, status=201)
+        gini = Client(server.session())
+        gini.get_access_token()
+        previous = signal.signal(signum, handler)
+
+        def fire() -> None:
+            deadline = time.monotonic() + 20
+            while "/documents" not in server.arrived and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)  # the headers are out, the body is being sent
+            signal.pthread_kill(threading.main_thread().ident or 0, signum)
+
+        killer = threading.Thread(target=fire, daemon=True)
+        killer.start()
+        try:
+            with pytest.raises(raised) as caught:
+                gini.upload_document(io.BytesIO(b"%PDF-" + bytes(9 * 1024 * 1024)), "big.pdf")
+        finally:
+            killer.join(25)
+            signal.signal(signum, previous)
+            gini.gini.close()
+    text = rendered_with_locals(caught.value)
+    assert "upload_document" in text  # the upload's frames were rendered
+    assert re.search(r'http/client\.py", line \d+, in send\b', text)  # ... down to the blocked send
+    assert HOSTILE_ACCESS not in text  # (a module constant: this test's own frame is rendered too)
