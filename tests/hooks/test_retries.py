@@ -97,7 +97,7 @@ def test_retry_after_is_honoured(gini_connection: RunningSandbox, signed_in: Gin
     signed_in.list_documents(limit=1)
     waited = time.monotonic() - started
     assert waited >= 0.9  # an HTTP date has whole seconds, so "in 2 s" may mean a little over 1 s
-    assert waited < 5
+    assert waited < 10  # room for a loaded machine; the cap (60 s) is far above
     assert route_count(gini_connection, "GET /documents") == 2
 
 
@@ -108,7 +108,8 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(
     started = time.monotonic()
     with pytest.raises(GiniRetryError) as caught:
         signed_in.list_documents(limit=1)
-    assert time.monotonic() - started < 5  # not the 60 s Retry-After cap, let alone 3600 s
+    assert time.monotonic() - started < 20  # not the 60 s Retry-After cap, let alone 3600 s
+    assert route_count(gini_connection, "GET /documents") == 1
     assert "3600 s" in str(caught.value)
     assert caught.value.status == 429
     assert route_count(gini_connection, "GET /documents") == 1
@@ -137,7 +138,7 @@ def test_total_time_bound(gini_connection: RunningSandbox, make_hook: MakeHook) 
     started = time.monotonic()
     with pytest.raises(GiniRetryError):
         hook.list_documents()
-    assert time.monotonic() - started < 4  # unbounded, 1000 attempts would take minutes
+    assert time.monotonic() - started < 15  # unbounded, 1000 attempts would take minutes
 
 
 @pytest.mark.parametrize(
@@ -174,12 +175,15 @@ def test_token_endpoint_faults_are_retried(gini_connection: RunningSandbox, make
 
 
 def test_token_endpoint_has_a_read_timeout(gini_connection: RunningSandbox, make_hook: MakeHook) -> None:
-    gini_connection.add_fault("slow_body", path="/oauth/token", first=1, delay=3.0)
+    gini_connection.add_fault("slow_body", path="/oauth/token", first=1, delay=8.0)
     started = time.monotonic()
     make_hook(read_timeout=0.5).list_documents(limit=1)
-    assert time.monotonic() - started < 2.5
-    time.sleep(3)  # the stalled answer is counted when it ends
-    assert gini_connection.counters()["routes"]["POST /oauth/token"] == 2
+    assert time.monotonic() - started < 6  # not the 8 s the stalled answer takes
+    # The stalled answer is counted when it ends.
+    give_up = time.monotonic() + 20
+    while gini_connection.counters()["routes"].get("POST /oauth/token") != 2:
+        assert time.monotonic() < give_up, gini_connection.counters()["routes"]
+        time.sleep(0.2)
 
 
 @pytest.mark.parametrize(("kind", "extra"), [("status", {"status": 503}), ("reset", {"after_handler": True})])

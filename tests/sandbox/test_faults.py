@@ -54,7 +54,7 @@ def test_latency_adds_fixed_delay(gini_sandbox: RunningSandbox, headers: dict[st
     for elapsed in delayed:
         assert elapsed >= 0.3
         assert elapsed - baseline >= 0.25
-        assert elapsed < 0.3 + baseline + 0.5
+        assert elapsed < 0.3 + baseline + 1.5  # room for a loaded machine's stalls
     # the log's durations include the delay too
     durations = [entry["duration"] for entry in gini_sandbox.requests()[-2:]]
     assert all(d >= 0.3 for d in durations)
