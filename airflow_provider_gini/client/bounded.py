@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from urllib3 import BaseHTTPResponse
 from urllib3 import exceptions as urllib3_errors
 
-from airflow_provider_gini.client.errors import GiniCancelled, GiniProtocolError, GiniTransportError
+from airflow_provider_gini.client.errors import GiniCancelled, GiniRefusedAnswer, GiniTransportError
 
 # Read at most this much per socket read: small enough that the deadline is checked often.
 CHUNK = 256 * 1024
@@ -120,7 +120,7 @@ class BoundedBody:
         if self._quiet:  # an error body: unreadable, so "no readable error message"
             self._limit = 0
             return
-        raise GiniProtocolError(
+        raise GiniRefusedAnswer(
             f"The answer from {self._host()} came with Content-Encoding {encoding[:40]!r} although "
             "this client asks for 'identity': compressed answers are refused, not decoded, so a "
             "small body cannot expand without bound in memory. A proxy between here and Gini may "
@@ -133,10 +133,10 @@ class BoundedBody:
         if not self._quiet and length.isascii() and length.isdigit() and int(length) > self._limit:
             raise self._too_large(int(length))
 
-    def _too_large(self, length: int | None = None) -> GiniProtocolError:
+    def _too_large(self, length: int | None = None) -> GiniRefusedAnswer:
         size = f"of {length} bytes" if length is not None else "of more bytes"
         kind = self.kind
-        return GiniProtocolError(
+        return GiniRefusedAnswer(
             f"The {kind.name} from {self._host()} is {size} than the {kind.limit_setting} limit "
             f"of {kind.limit} bytes, so it was not read; if such answers are expected, raise the "
             f"connection extra {kind.limit_setting!r}"

@@ -75,6 +75,12 @@ class GiniProtocolError(GiniError):
     """Gini answered something this client cannot read: not JSON, truncated, or missing fields."""
 
 
+class GiniRefusedAnswer(GiniProtocolError):
+    """An answer past this client's bounds: larger than its size limit, or compressed. Not asked
+    for again within the task, as the same request gets the same answer; the message names the
+    connection extra that raises the limit."""
+
+
 class GiniIncompleteListing(GiniProtocolError):
     """Gini's document list could not be proven complete; the message says what was seen.
 

@@ -24,6 +24,7 @@ from airflow_provider_gini.client.errors import (
     GiniError,
     GiniHTTPError,
     GiniProtocolError,
+    GiniRefusedAnswer,
     GiniRetryError,
     GiniTransportError,
 )
@@ -58,6 +59,8 @@ def is_transient(exc: BaseException, idempotent: bool) -> bool:
         if exc.status == 429:
             return True
         return idempotent and exc.status in RETRY_STATUSES
+    if isinstance(exc, GiniRefusedAnswer):  # the same request would get the same answer
+        return False
     if isinstance(exc, GiniProtocolError):
         return idempotent
     return False

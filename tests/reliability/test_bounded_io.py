@@ -19,6 +19,7 @@ from airflow_provider_gini.client.errors import (
     GiniError,
     GiniHTTPError,
     GiniProtocolError,
+    GiniRefusedAnswer,
     GiniRetryError,
     GiniTransportError,
 )
@@ -234,6 +235,24 @@ def test_a_page_with_more_documents_than_asked_for_is_refused(server: HostileGin
     error, _ = failure(lambda: client.list_documents(limit=5))
     assert isinstance(error, GiniProtocolError)
     assert "50000 documents to a request for 5" in str(error)
+
+
+def test_a_refused_answer_is_not_asked_for_again(server: HostileGini) -> None:
+    # Retried, each attempt would get the same answer: the whole limit read again, or nothing.
+    server.routes["/documents"] = Answer(
+        200, {"Content-Type": "application/json"}, lambda: repeated(b" " * 65536, 4 * MiB)
+    )
+    server.routes["/documents/d1"] = Answer(
+        200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, lambda: [gzip_bomb(MiB)]
+    )
+    client = Client(server.session(max_json_bytes=MiB, retry={"max_attempts": 5}))
+    for call, path in (
+        (lambda: client.list_documents(limit=5), "/documents"),
+        (lambda: client.get_document("d1"), "/documents/d1"),
+    ):
+        error, _ = failure(call)
+        assert isinstance(error, GiniRefusedAnswer), error
+        assert server.hits(path) == 1
 
 
 # --- 4. no transparent decompression ------------------------------------------------------------
