@@ -50,8 +50,9 @@ class ClientSettings:
     read_timeout: float = 60.0
     refresh_leeway: float = 60.0
     pool_size: int = 10
-    # Bounds of one request (connecting, sending, headers and the whole body; each retry has its
-    # own) and of the bodies read: a server that trickles, or sends more than any answer of Gini's holds,
+    # Bounds of one request (counted from before connecting: sending, headers and the whole body
+    # are cut off at it, connecting has connect_timeout per step; each retry has its own) and of
+    # the bodies read: a server that trickles, or sends more than any answer of Gini's holds,
     # fails the request with a typed error instead of holding a task or its memory for ever.
     # Downloads (processed files) get longer: 100 MiB within 600 s is a floor of ~170 KiB/s.
     request_deadline: float = 120.0

@@ -429,27 +429,29 @@ class GiniSession:
         )
         bounded = BoundedBody(raw, url, kind, deadline, self.settings.read_timeout)
         self._open.add(bounded)
+        if self.retry.cancelled.is_set():  # cancel() ran before this body was registered
+            bounded.abort()
         return _response(bounded, url)
 
     def _exchange(
         self, url: str, kind: BodyKind, deadline: float, send: Callable[[], BaseHTTPResponse]
     ) -> BaseHTTPResponse:
         """``send()``, guarded, its sending and wait for headers cut off by the watchdog at the
-        deadline or by cancel(), with the error that says which."""
+        deadline or by cancel(), with the error that says which. An answer whose headers arrived
+        is returned even when cut just then: an upload's Location must not be thrown away (its
+        body, if read, fails on its own)."""
         with exchange(deadline) as current:
             self._exchanges.add(current)
+            if self.retry.cancelled.is_set():  # cancel() ran before this request was registered
+                WATCHDOG.cut(current, "cancelled")
             try:
-                raw: BaseHTTPResponse | None = self._guarded(url, send)
+                return self._guarded(url, send)
             except GiniTransportError:
                 if current.cut is None:
                     raise
-                raw = None  # the cut's own error, raised below, without this one as context
             finally:
                 self._exchanges.discard(current)
-        if current.cut is None and raw is not None:
-            return raw
-        if raw is not None:  # cancelled just after the headers arrived
-            raw.release_conn()
+        # The cut's own error, without the transport error it caused as context.
         raise late(kind, url) if current.cut == "late" else cut_off(kind, url)
 
     def _finish(self, response: requests.Response) -> None:

@@ -32,7 +32,7 @@ class Exchange:
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
-        self.sock: socket.socket | None = None
+        self.sock: Any = None  # a socket, an SSLSocket, or an HTTPS proxy tunnel's SSLTransport
         self.cut: str | None = None  # "late" or "cancelled"
 
 
@@ -44,12 +44,18 @@ class _Watchdog:
         os.register_at_fork(after_in_child=self._reset)
 
     def _reset(self) -> None:
+        # In a child, the exchanges in flight were the parent's threads': their sockets are the
+        # parent's connections too, which a cut here would shut down.
+        for inherited in getattr(self, "_watched", ()):
+            inherited.sock = None
+        # Reentrant (Condition's default): a signal handler that cancels a session (on_kill,
+        # execution_timeout) may run in a thread that holds the lock.
         self._lock = threading.Condition()
         self._watched: set[Exchange] = set()
         self._wake_at = math.inf
         self._thread: threading.Thread | None = None
 
-    def watch(self, exchange: Exchange, sock: socket.socket) -> None:
+    def watch(self, exchange: Exchange, sock: Any) -> None:
         with self._lock:
             exchange.sock = sock
             if exchange.cut is not None:  # cancelled before it began
@@ -72,28 +78,33 @@ class _Watchdog:
             self._cut(exchange, why)
 
     def _cut(self, exchange: Exchange, why: str) -> None:
+        self._watched.discard(exchange)
         if exchange.cut is None:
             exchange.cut = why
             if exchange.sock is not None:
                 _shut(exchange.sock)
-        self._watched.discard(exchange)
 
     def _run(self) -> None:
         with self._lock:
             while True:
                 now = time.monotonic()
                 for exchange in [e for e in self._watched if e.deadline <= now]:
-                    self._cut(exchange, "late")
+                    self._cut(exchange, "late")  # never raises: this thread must not die
                 # Sleeps until the earliest deadline; an exchange that ends first is only dropped
                 # from the set, so a busy pull wakes this thread about once a deadline, not per request.
                 self._wake_at = min((e.deadline for e in self._watched), default=math.inf)
                 self._lock.wait(None if self._wake_at == math.inf else self._wake_at - now)
 
 
-def _shut(sock: socket.socket) -> None:
-    # Both ways: a blocked write (an upload Gini reads slowly) ends too, not only a read.
-    with contextlib.suppress(OSError):
-        sock.shutdown(socket.SHUT_RDWR)
+def _shut(sock: Any) -> None:
+    """Shut down the TCP socket under ``sock``, both ways: a blocked write (an upload Gini reads
+    slowly) ends too, not only a read."""
+    # The plain socket's own shutdown: SSLSocket.shutdown first drops its TLS state, which the
+    # thread using it may be about to touch (and then writes in clear), and an HTTPS proxy's
+    # tunnel (urllib3's SSLTransport) has no shutdown at all, only the socket it wraps.
+    raw = getattr(sock, "socket", sock) if not isinstance(sock, socket.socket) else sock
+    with contextlib.suppress(Exception):  # already closed, or not a socket: nothing to cut
+        socket.socket.shutdown(raw, socket.SHUT_RDWR)
 
 
 WATCHDOG = _Watchdog()
