@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 import zlib
@@ -69,20 +70,25 @@ def json_answer(value: Any, status: int = 200) -> Answer:
 class HostileGini(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Handler, bind_and_activate=False)
         # A small receive buffer (inherited by accepted sockets), so an upload the server does not
         # read blocks the sender after a few MiB, not after what loopback's large buffers take.
         self.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
         self.server_bind()
         self.server_activate()
+        self.scheme = "http"
+        if tls is not None:  # served over TLS, with the certificate the test gives
+            self.socket = tls.wrap_socket(self.socket, server_side=True)
+            self.scheme = "https"
         self.routes: dict[str, Answer] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []  # method, path, headers
         self.arrived: dict[str, float] = {}  # path -> wall-clock time of its first request
+        self.arrival = threading.Event()  # set when any request (but the token's) arrives
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return f"{self.scheme}://127.0.0.1:{self.server_address[1]}"
 
     def hits(self, path: str) -> int:
         return sum(1 for _, p, _ in self.requests if p == path)
@@ -137,6 +143,8 @@ class _Handler(BaseHTTPRequestHandler):
         path = self.path.split("?", 1)[0]
         self.server.requests.append((self.command, path, dict(self.headers)))
         self.server.arrived.setdefault(path, time.time())
+        if path != "/oauth/token":
+            self.server.arrival.set()
         answer = self.server.routes.get(path)
         if answer is None:
             answer = json_answer(TOKEN) if path == "/oauth/token" else json_answer({"message": "no"}, 404)
@@ -175,8 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def hostile_gini() -> Iterator[HostileGini]:
-    server = HostileGini()
+def hostile_gini(tls: ssl.SSLContext | None = None) -> Iterator[HostileGini]:
+    server = HostileGini(tls)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:

@@ -207,18 +207,19 @@ def _raise_timeout(signum: int, frame: Any) -> None:
 
 
 @contextmanager
-def interrupt_when_hanging(
-    server: Hostile, signum: int, handler: Callable[[int, Any], None]
+def interrupt_when(
+    ready: threading.Event, signum: int, handler: Callable[[int, Any], None], settle: float = 0.3
 ) -> Iterator[None]:
-    """Deliver ``signum`` to the main thread (where the client waits) once the server holds a
-    request unanswered: as Ctrl-C, SIGTERM or Airflow's execution_timeout alarm would."""
+    """Deliver ``signum`` to the main thread (where the client waits) ``settle`` seconds after
+    ``ready`` is set (a server holds a request): as Ctrl-C, SIGTERM or Airflow's
+    execution_timeout alarm would."""
     previous = signal.signal(signum, handler)
     main = threading.main_thread().ident
     assert main == threading.get_ident()
 
     def fire() -> None:
-        if server.hanging.wait(20):
-            time.sleep(0.3)  # the client is in its read of the answer by now
+        if ready.wait(20):
+            time.sleep(settle)  # the client is blocked where the test means it to be by now
             signal.pthread_kill(main, signum)
 
     killer = threading.Thread(target=fire, daemon=True)
@@ -244,7 +245,7 @@ def test_an_interrupt_during_the_password_grant_leaves_no_secret_in_any_frame(
     with (
         hostile(lambda seen: None) as server,
         client(server.url) as gini,
-        interrupt_when_hanging(server, signum, handler),
+        interrupt_when(server.hanging, signum, handler),
         pytest.raises(raised) as caught,
     ):
         gini.get_access_token()
@@ -267,7 +268,7 @@ def test_an_interrupt_during_the_refresh_grant_leaves_no_token_in_any_frame(
     with hostile(script) as server, client(server.url) as gini:
         gini.get_access_token()
         time.sleep(0.6)
-        with interrupt_when_hanging(server, signum, handler), pytest.raises(raised) as caught:
+        with interrupt_when(server.hanging, signum, handler), pytest.raises(raised) as caught:
             gini.get_access_token()
     text = rendered_with_locals(caught.value)
     assert "SecretDict(['grant_type', 'refresh_token'])" in text
@@ -639,23 +640,11 @@ def test_an_interrupt_while_an_upload_is_being_sent_leaves_no_token_in_any_frame
         server.routes["/documents"] = Answer(before_reading=20, status=201)
         gini = Client(server.session())
         gini.get_access_token()
-        previous = signal.signal(signum, handler)
-
-        def fire() -> None:
-            deadline = time.monotonic() + 20
-            while "/documents" not in server.arrived and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.5)  # the headers are out, the body is being sent
-            signal.pthread_kill(threading.main_thread().ident or 0, signum)
-
-        killer = threading.Thread(target=fire, daemon=True)
-        killer.start()
+        # Once the upload's headers are out, while its body is being sent.
         try:
-            with pytest.raises(raised) as caught:
+            with interrupt_when(server.arrival, signum, handler, settle=0.5), pytest.raises(raised) as caught:
                 gini.upload_document(io.BytesIO(b"%PDF-" + bytes(9 * 1024 * 1024)), "big.pdf")
         finally:
-            killer.join(25)
-            signal.signal(signum, previous)
             gini.gini.close()
     text = rendered_with_locals(caught.value)
     assert "upload_document" in text  # the upload's frames were rendered
