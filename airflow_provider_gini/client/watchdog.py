@@ -56,6 +56,8 @@ class _Watchdog:
         self._thread: threading.Thread | None = None
 
     def watch(self, exchange: Exchange, sock: Any) -> None:
+        if exchange.sock is sock:  # sending watched it already; the wait for headers goes on
+            return
         with self._lock:
             exchange.sock = sock
             if exchange.cut is not None:  # cancelled before it began
@@ -123,17 +125,12 @@ def exchange(deadline: float) -> Iterator[Exchange]:
         WATCHDOG.unwatch(current)
 
 
-@contextlib.contextmanager
-def _watched(connection: HTTPConnection) -> Iterator[None]:
+def _watch(connection: HTTPConnection) -> None:
+    """Watch ``connection``'s socket for this thread's exchange, from now until the exchange ends
+    (``exchange()`` unwatches it, before the connection can go back to its pool)."""
     current: Exchange | None = getattr(_current, "exchange", None)
-    if current is None or connection.sock is None:
-        yield
-        return
-    WATCHDOG.watch(current, connection.sock)
-    try:
-        yield
-    finally:
-        WATCHDOG.unwatch(current)
+    if current is not None and connection.sock is not None:
+        WATCHDOG.watch(current, connection.sock)
 
 
 class WatchedHTTPConnection(HTTPConnection):
@@ -144,12 +141,12 @@ class WatchedHTTPConnection(HTTPConnection):
             # Connected here rather than inside request(), so the socket exists to be watched;
             # connecting has its own timeout. (urllib3 connects its HTTPS connections early too.)
             self.connect()
-        with _watched(self):
-            super().request(*args, **kwargs)
+        _watch(self)
+        super().request(*args, **kwargs)
 
     def getresponse(self) -> Any:
-        with _watched(self):
-            return super().getresponse()
+        _watch(self)  # a no-op after request(), which urllib3 always calls first
+        return super().getresponse()
 
 
 class WatchedHTTPSConnection(WatchedHTTPConnection, HTTPSConnection):
