@@ -82,7 +82,7 @@ class RetryPolicy:
     def cancel(self) -> None:
         self.cancelled.set()
 
-    def _check_cancelled(self, what: str) -> None:
+    def check_cancelled(self, what: str) -> None:
         if self.cancelled.is_set():
             raise GiniCancelled(f"Gini {what} was not sent: the work was cancelled")
 
@@ -93,7 +93,7 @@ class RetryPolicy:
             self._sleep(seconds)
 
     def run(self, operation: Callable[[], T], *, idempotent: bool, what: str) -> T:
-        self._check_cancelled(what)
+        self.check_cancelled(what)
         started = time.monotonic()
         # Nearly every call succeeds at once, and tenacity's bookkeeping costs more CPU than a
         # fast request: the first attempt runs bare, and a failure goes to tenacity as attempt 1.
@@ -115,7 +115,7 @@ class RetryPolicy:
             attempts += 1
             if attempts == 1:
                 raise first
-            self._check_cancelled(what)
+            self.check_cancelled(what)
             return operation()
 
         def should_retry(exc: BaseException) -> bool:

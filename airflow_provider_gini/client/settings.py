@@ -61,6 +61,9 @@ class ClientSettings:
     max_json_bytes: int = 32 * MiB
     max_error_bytes: int = 64 * 1024
     max_download_bytes: int = 100 * MiB
+    # A ceiling on this session's request rate to the API; without it the session is unpaced
+    # until Gini answers 429, and then paces itself to what Gini accepts (client/throttle.py).
+    max_requests_per_second: float | None = None
     verify: bool | str = True
     retry: RetrySettings = field(default_factory=RetrySettings)
 
@@ -100,6 +103,11 @@ class ClientSettings:
                 )
         if self.pool_size < 1:
             raise GiniConfigError("Gini connection: pool_size must be at least 1")
+        rps = self.max_requests_per_second
+        if rps is not None and (isinstance(rps, bool) or not isinstance(rps, (int, float)) or not rps > 0):
+            raise GiniConfigError(
+                f"Gini connection: max_requests_per_second must be a positive number, got {rps!r}"
+            )
 
     @property
     def media_type(self) -> str:

@@ -37,6 +37,7 @@ from airflow_provider_gini.client.errors import (
 )
 from airflow_provider_gini.client.retry import RetryPolicy, parse_retry_after
 from airflow_provider_gini.client.settings import ClientSettings, is_under
+from airflow_provider_gini.client.throttle import Throttle
 from airflow_provider_gini.client.tokens import (
     Bearer,
     SecretDict,
@@ -216,6 +217,8 @@ class GiniSession:
         self.http.verify = verify
         self.http.headers.update(self._headers)
         self.retry = RetryPolicy(settings.retry, sleep)
+        # API requests only: the user center is another server, and a grant is rare.
+        self.throttle = Throttle(settings.max_requests_per_second, hold_cap=settings.retry.retry_after_cap)
         self.tokens = TokenManager(
             settings.username,
             settings.password,
@@ -282,11 +285,12 @@ class GiniSession:
 
         def attempt() -> T:
             bearer = Bearer(self.tokens.token())
-            response = self._send(method, url, bearer=bearer, kind=kind, **kwargs)
+            response = self._paced(what, method, url, bearer=bearer, kind=kind, **kwargs)
             if response.status_code == 401:
                 self._finish(response)
                 self.tokens.invalidate(bearer)
-                response = self._send(method, url, bearer=Bearer(self.tokens.token()), kind=kind, **kwargs)
+                bearer = Bearer(self.tokens.token())
+                response = self._paced(what, method, url, bearer=bearer, kind=kind, **kwargs)
             try:
                 self._check(response, expect, what)
                 return self._guarded(url, lambda: read(response))
@@ -294,6 +298,16 @@ class GiniSession:
                 self._finish(response)
 
         return self.retry.run(attempt, idempotent=idempotent, what=what)
+
+    def _paced(self, what: str, method: str, url: str, **kwargs: Any) -> requests.Response:
+        """``_send`` in its turn (client/throttle.py), telling the throttle how it was answered."""
+        pace = self.throttle.turn(self.retry.cancelled)
+        self.retry.check_cancelled(what)
+        response = self._send(method, url, **kwargs)
+        status = response.status_code
+        retry_after = parse_retry_after(response.headers.get("Retry-After")) if status == 429 else None
+        self.throttle.answered(pace, status, retry_after)
+        return response
 
     def _check(self, response: requests.Response, expect: tuple[int, ...], what: str) -> None:
         status = response.status_code

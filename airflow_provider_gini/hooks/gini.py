@@ -24,6 +24,7 @@ NUMERIC_EXTRAS: dict[str, type] = {
     "max_download_bytes": int,
     "refresh_leeway": float,
     "pool_size": int,
+    "max_requests_per_second": float,
     "max_attempts": int,
     "max_elapsed": float,
     "backoff_initial": float,
@@ -42,8 +43,9 @@ class GiniHook(BaseHook, GiniAPI):  # type: ignore[misc,unused-ignore]
     ``api_version`` (default 1), and optionally ``connect_timeout``, ``read_timeout``,
     ``request_deadline``, ``token_deadline``, ``download_deadline``, ``max_json_bytes``,
     ``max_error_bytes``, ``max_download_bytes``, ``max_attempts``, ``max_elapsed``,
-    ``backoff_initial``, ``backoff_max``, ``retry_after_cap``, ``refresh_leeway``, ``pool_size``
-    and ``verify`` (false or a CA bundle).
+    ``backoff_initial``, ``backoff_max``, ``retry_after_cap``, ``refresh_leeway``, ``pool_size``,
+    ``max_requests_per_second`` (a ceiling on the hook's request rate; without it the hook paces
+    itself only once Gini answers 429) and ``verify`` (false or a CA bundle).
 
     Every API method (``list_documents``, ``iter_documents``, ``get_document``,
     ``upload_document``, ``wait_for_processing``, ...) comes from

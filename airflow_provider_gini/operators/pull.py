@@ -86,6 +86,12 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     **Side by side.** Pulls into one destination never remove each other's files, and pulls with
     one watermark key take turns (pull/lease.py).
 
+    **Kind to Gini.** ``max_workers`` threads fetch documents at once. When Gini answers 429
+    (too many requests), the pull retries and paces itself to the rate Gini accepted, instead of
+    retrying into the limit, and logs how often it was refused; ``max_requests_per_second`` sets
+    a ceiling from the start. Pulls on one account share its limit: an Airflow pool caps how
+    many run at once across the deployment.
+
     **Lineage.** The destination is the task's outlet Asset, or, where only the worker knows it
     (a template, a relative path), an alias named for the DAG and task that each
     task instance attaches it to. Its URI never holds the connection id. With the ``openlineage`` extra,
@@ -120,6 +126,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         include_extractions: bool = True,
         include_processed: bool | str = False,
         max_workers: int = 8,
+        max_requests_per_second: float | None = None,
         page_size: int = 100,
         pending_timeout: float = 300.0,
         poll_interval: float = 2.0,
@@ -130,6 +137,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
+        if max_requests_per_second is not None and not max_requests_per_second > 0:
+            raise ValueError("max_requests_per_second must be a positive number (or None: no ceiling)")
         if not 1 <= page_size <= 250:
             raise ValueError("page_size must be between 1 and 250")
         if max_failed_documents < 0:
@@ -166,6 +175,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         # Every worker and the lister hold a connection at once: a smaller pool would make them
         # queue for connections (and urllib3 warn that the pool is full).
         self.hook_params["pool_size"] = max(int(self.hook_params.get("pool_size", 0)), max_workers + 2)
+        if max_requests_per_second is not None:
+            self.hook_params["max_requests_per_second"] = max_requests_per_second
         self._lineage: PullLineage | None = None
         self._puller: Puller | None = None
 
@@ -277,6 +288,14 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             manifest.uri,
             state.watermark.isoformat() if stateful and state.watermark else "not kept (explicit window)",
         )
+        throttle = self.hook.gini.throttle
+        if throttle.refused:
+            self.log.warning(
+                "Gini answered %s. Each was retried; the pull paced itself to what Gini accepts. "
+                "Pulls that share an account share its limit: cap how many run at once with an "
+                "Airflow pool, or set max_requests_per_second",
+                throttle.describe(),
+            )
         alias = self._destination_alias()
         if alias is not None and "outlet_events" in context:
             context["outlet_events"][alias].add(Asset(store.uri()))

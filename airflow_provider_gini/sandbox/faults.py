@@ -5,16 +5,26 @@ matches, ``first`` picks the first N and ``every`` every k-th; ``times`` caps
 how often it fires in all. Latency rules add up; of the other kinds the first
 rule that fires decides what the request gets. How each kind is carried out on
 the wire lives in ``middleware.py``.
+
+``rate_limit`` is a token bucket instead: ``rate`` requests per second with
+bursts of ``burst``, one bucket per OAuth client (``per="client"``) or per
+client and user (``per="user"``); a request that finds its bucket empty gets
+429. Gini documents 429 (API v5 code 2400) but no limits and no headers
+(docs/gini-compat.md), so the numbers are the caller's, and ``Retry-After`` is
+sent only with ``retry_after_header``.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, PrivateAttr
 
 FaultKind = Literal[
     "latency",  # sleep before the request is handled
@@ -25,7 +35,11 @@ FaultKind = Literal[
     "slow_body",  # send the headers and half the body, stall for `delay`, then the rest
     "html",  # answer an HTML error page with `status` (200 and 502 are the usual ones)
     "truncate",  # run the handler, then send only the first half of its body (valid framing)
+    "rate_limit",  # 429 (v5 body, code 2400) when the client's (or user's) token bucket is empty
 ]
+# Who a request is for the rate limit: (OAuth client id, user id), or None when the request
+# names no known client (it goes on, to be answered 401).
+Identity = tuple[str, str | None] | None
 
 
 class FaultRule(BaseModel):
@@ -44,19 +58,34 @@ class FaultRule(BaseModel):
     retry_after: float = Field(default=1.0, ge=0, description="Retry-After value in seconds")
     retry_after_form: Literal["seconds", "http-date"] = "seconds"
     after_handler: bool = Field(default=False, description="reset: let the request take effect, then reset")
+    rate: float = Field(default=10.0, gt=0, le=1_000_000, description="rate_limit: requests per second")
+    burst: int | None = Field(
+        default=None, ge=1, description="rate_limit: bucket size (default: one second's worth of rate)"
+    )
+    per: Literal["client", "user"] = Field(
+        default="client", description="rate_limit: one bucket per OAuth client, or per client and user"
+    )
+    retry_after_header: bool = Field(
+        default=False, description="rate_limit: send Retry-After (seconds until the bucket has a token)"
+    )
     matched: int = Field(default=0, description="Requests this rule has matched (read only)")
     fired: int = Field(default=0, description="Times this rule has fired (read only)")
+    # rate_limit: (tokens, time they were counted) per bucket key; the Retry-After of the last 429.
+    _buckets: dict[tuple[str, str | None], tuple[float, float]] = PrivateAttr(default_factory=dict)
+    _wait: float = PrivateAttr(default=0.0)
 
     def default_status(self) -> int:
         if self.status is not None:
             return self.status
-        return {"retry_after": 429, "html": 502}.get(self.kind, 503)
+        return {"retry_after": 429, "rate_limit": 429, "html": 502}.get(self.kind, 503)
 
-    def fires(self, method: str, path: str) -> bool:
+    def fires(self, method: str, path: str, identity: Callable[[], Identity] = lambda: None) -> bool:
         if self.method and self.method.upper() != method:
             return False
         if not fnmatchcase(path, self.path):
             return False
+        if self.kind == "rate_limit":
+            return self._empty_bucket(identity())
         self.matched += 1
         if self.first is not None and self.matched > self.first:
             return False
@@ -66,6 +95,29 @@ class FaultRule(BaseModel):
             return False
         self.fired += 1
         return True
+
+    def _empty_bucket(self, who: Identity) -> bool:
+        """Take a token from the request's bucket; True (fire: 429) when there is none."""
+        if who is None:
+            return False
+        self.matched += 1
+        key = (who[0], who[1] if self.per == "user" else None)
+        size = float(self.burst or max(1, math.ceil(self.rate)))
+        now = time.monotonic()
+        tokens, then = self._buckets.get(key, (size, now))
+        tokens = min(size, tokens + (now - then) * self.rate)
+        if tokens >= 1.0:
+            self._buckets[key] = (tokens - 1.0, now)
+            return False
+        self._buckets[key] = (tokens, now)
+        self._wait = (1.0 - tokens) / self.rate
+        self.fired += 1
+        return True
+
+    def retry_after_seconds(self) -> str:
+        """The Retry-After value of this rule's answer, in whole seconds (RFC 9110 has no fractions)."""
+        wait = self._wait if self.kind == "rate_limit" else self.retry_after
+        return str(max(1, math.ceil(wait)) if self.kind == "rate_limit" else int(wait + 0.999))
 
 
 @dataclass
@@ -103,14 +155,24 @@ class FaultBook:
     def rules(self) -> list[FaultRule]:
         return list(self._rules)
 
-    def decide(self, method: str, path: str) -> FaultDecision:
+    def decide(
+        self, method: str, path: str, identity: Callable[[], Identity] = lambda: None
+    ) -> FaultDecision:
+        """``identity`` says whose request it is; asked only by a rate limit, at most once."""
         decision = FaultDecision()
         if not self._rules:
             return decision
+        known: list[Identity] = []
+
+        def who() -> Identity:
+            if not known:
+                known.append(identity())
+            return known[0]
+
         for rule in self._rules:
             if rule.kind != "latency" and decision.action is not None:
                 continue
-            if not rule.fires(method, path):
+            if not rule.fires(method, path, who):
                 continue
             decision.fired.append(f"{rule.id}:{rule.kind}")
             if rule.kind == "latency":

@@ -8,6 +8,8 @@ benchmark.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import json
 import socket
 import struct
@@ -21,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_gini.sandbox.access import ADMIN_PREFIX
 from airflow_provider_gini.sandbox.errors import error_body
-from airflow_provider_gini.sandbox.faults import FaultDecision, FaultRule
+from airflow_provider_gini.sandbox.faults import FaultDecision, FaultRule, Identity
 from airflow_provider_gini.sandbox.state import SandboxState
 
 UNOBSERVED = ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect")
@@ -47,6 +49,22 @@ def _route_template(scope: Scope) -> str:
                 route = candidate
                 break
     return str(getattr(route, "path", None) or scope["path"])
+
+
+def _identity(state: SandboxState, scope: Scope) -> Identity:
+    """Whose request this is, for a rate limit: a live bearer token's client and user, or the
+    client id of a Basic header (a token request); None for neither (it will be answered 401)."""
+    scheme, _, value = _header(scope, b"authorization").partition(" ")
+    if scheme.lower() == "bearer":
+        token = state.live_access_token(value.strip())
+        return (token.client_id, token.user_id) if token is not None else None
+    if scheme.lower() == "basic":
+        try:
+            client = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")[0]
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return (client, None) if client else None
+    return None
 
 
 def _tag(send: Send, request_id: str, seen: dict[str, Any]) -> Send:
@@ -76,7 +94,7 @@ class SandboxMiddleware:
             await self.app(scope, receive, _tag(send, request_id, seen))
             return
         started = time.time()
-        decision = state.faults.decide(scope["method"], path)
+        decision = state.faults.decide(scope["method"], path, lambda: _identity(state, scope))
         try:
             if decision.delay:
                 await asyncio.sleep(decision.delay)
@@ -98,19 +116,20 @@ class SandboxMiddleware:
     ) -> None:
         kind = rule.kind
         status = rule.default_status()
-        if kind in ("status", "retry_after"):
+        if kind in ("status", "retry_after", "rate_limit"):
             headers: list[tuple[bytes, bytes]] = []
-            if kind == "retry_after":
+            if kind == "retry_after" or (kind == "rate_limit" and rule.retry_after_header):
                 value = (
-                    str(int(rule.retry_after + 0.999))
-                    if rule.retry_after_form == "seconds"
+                    rule.retry_after_seconds()
+                    if rule.retry_after_form == "seconds" or kind == "rate_limit"
                     else formatdate(time.time() + rule.retry_after, usegmt=True)
                 )
                 headers.append((b"retry-after", value.encode()))
             if status == 401:
                 headers.append((b"www-authenticate", b'Bearer realm="Gini API", error="invalid_token"'))
-            shape = state.config.api.error_body
-            message = f"Injected fault: HTTP {status}"
+            # Gini's 429 is an API v5 error (code 2400, "too many requests"): its body is v5's.
+            shape = "items" if kind == "rate_limit" else state.config.api.error_body
+            message = "Too many requests" if kind == "rate_limit" else f"Injected fault: HTTP {status}"
             body = json.dumps(error_body(shape, status, message, scope["state"]["request_id"])).encode()
             await _respond(send, status, body, b"application/json", headers)
         elif kind == "html":

@@ -128,9 +128,12 @@ def test_numeric_extras_as_strings_are_accepted(set_connection: SetConnection) -
             pool_size="4",
             refresh_leeway="15",
             api_version="2",
+            max_requests_per_second="12.5",
         ),
     )
     settings = GiniHook("gini_check").settings()
+    assert settings.max_requests_per_second == 12.5
+    assert GiniHook("gini_check").gini.throttle.rate == 12.5
     assert settings.timeout == (2.5, 30.0)
     assert settings.retry.max_attempts == 3
     assert isinstance(settings.retry.max_attempts, int)
@@ -303,7 +306,10 @@ def test_non_numeric_extra(set_connection: SetConnection, name: str, value: Any)
     assert repr(name) in message
 
 
-@pytest.mark.parametrize(("name", "value"), [("read_timeout", 0), ("connect_timeout", -1), ("pool_size", 0)])
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("read_timeout", 0), ("connect_timeout", -1), ("pool_size", 0), ("max_requests_per_second", 0)],
+)
 def test_non_positive_extra(set_connection: SetConnection, name: str, value: Any) -> None:
     assert name in str(config_error(set_connection, **{name: value}))
 

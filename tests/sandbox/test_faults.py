@@ -12,7 +12,16 @@ import httpx
 import pytest
 import requests
 
-from airflow_provider_gini.sandbox import FaultRule, RunningSandbox, SandboxConfig, run_sandbox
+from airflow_provider_gini.sandbox import (
+    DEMO_CLIENT,
+    DEMO_USER,
+    OTHER_USER,
+    PLAIN_CLIENT,
+    FaultRule,
+    RunningSandbox,
+    SandboxConfig,
+    run_sandbox,
+)
 from tests.sandbox.helpers import api_headers, token
 
 PDF = b"%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n"
@@ -225,6 +234,74 @@ def test_retry_after_http_date(gini_sandbox: RunningSandbox, headers: dict[str, 
     assert response.headers["retry-after"].endswith("GMT")
     delta = (when - datetime.now(timezone.utc)).total_seconds()
     assert 110 <= delta <= 125
+
+
+# rate_limit: a token bucket per OAuth client (or per client and user)
+
+
+def test_rate_limit_answers_429_with_the_v5_body_once_the_clients_bucket_is_empty(
+    gini_sandbox: RunningSandbox, headers: dict[str, str]
+) -> None:
+    # One token per 100 s: nothing refills while the test runs, however slow the machine.
+    rule = gini_sandbox.add_fault("rate_limit", rate=0.01, burst=3, path="/documents")
+    answers = [_get(gini_sandbox, "/documents", headers) for _ in range(5)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429, 429]
+    refused = answers[-1]
+    body = refused.json()
+    assert body == {
+        "items": [{"code": "2400", "message": "Too many requests"}],
+        "requestId": refused.headers["x-request-id"],
+    }
+    assert "retry-after" not in refused.headers  # Gini documents no header; only on request
+    # The same client for another user shares the bucket; another client has its own.
+    other_user = api_headers(token(gini_sandbox, OTHER_USER))
+    assert _get(gini_sandbox, "/documents", other_user).status_code == 429
+    other_client = api_headers(token(gini_sandbox, DEMO_USER, PLAIN_CLIENT))
+    assert _get(gini_sandbox, "/documents", other_client).status_code == 200
+    # Only paths the rule matches count.
+    assert _get(gini_sandbox, "/documents/unknown", headers).status_code == 404
+    assert gini_sandbox.counters()["faults"][rule["id"]] == {"kind": "rate_limit", "matched": 7, "fired": 3}
+
+
+def test_rate_limit_per_user_keeps_a_bucket_per_client_and_user(
+    gini_sandbox: RunningSandbox, headers: dict[str, str]
+) -> None:
+    gini_sandbox.add_fault("rate_limit", rate=0.01, burst=1, per="user", path="/documents")
+    assert _get(gini_sandbox, "/documents", headers).status_code == 200
+    assert _get(gini_sandbox, "/documents", headers).status_code == 429
+    other_user = api_headers(token(gini_sandbox, OTHER_USER))
+    assert _get(gini_sandbox, "/documents", other_user).status_code == 200
+
+
+def test_rate_limit_refills_at_its_rate_and_can_say_when(
+    gini_sandbox: RunningSandbox, headers: dict[str, str]
+) -> None:
+    gini_sandbox.add_fault("rate_limit", rate=0.5, burst=1, retry_after_header=True, path="/documents")
+    assert _get(gini_sandbox, "/documents", headers).status_code == 200
+    refused = _get(gini_sandbox, "/documents", headers)
+    assert refused.status_code == 429
+    assert refused.headers["retry-after"] in ("1", "2")  # the 2 s a token takes, less time passed
+    time.sleep(2.1)
+    assert _get(gini_sandbox, "/documents", headers).status_code == 200
+
+
+def test_rate_limit_counts_token_requests_by_their_basic_client(gini_sandbox: RunningSandbox) -> None:
+    gini_sandbox.add_fault("rate_limit", rate=0.01, burst=1, path="/oauth/token")
+    token(gini_sandbox)
+    response = httpx.post(
+        f"{gini_sandbox.base_url}/oauth/token",
+        params={"grant_type": "password"},
+        data={"username": DEMO_USER.email, "password": DEMO_USER.password},
+        auth=(DEMO_CLIENT.client_id, DEMO_CLIENT.client_secret),
+    )
+    assert response.status_code == 429
+    token(gini_sandbox, DEMO_USER, PLAIN_CLIENT)  # another client: its own bucket
+
+
+def test_rate_limit_lets_unauthenticated_requests_through_to_their_401(gini_sandbox: RunningSandbox) -> None:
+    gini_sandbox.add_fault("rate_limit", rate=0.01, burst=1, path="/documents")
+    for _ in range(3):
+        assert _get(gini_sandbox, "/documents", {"Authorization": "Bearer nonsense"}).status_code == 401
 
 
 # reset
