@@ -46,8 +46,9 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     ``advance_watermark=True``. All four accept datetimes, ISO strings and templates. A window
     that renders empty is refused with the template to use instead.
 
-    ``watermark_key`` (default ``<dag_id>/<task_id>``, plus ``/<map_index>`` when mapped) names
-    the watermark, so two pulls into one destination keep their own. The watermark never passes
+    ``watermark_key`` (default ``<dag_id>/<task_id>``, plus ``/<gini_conn_id>`` when mapped: not
+    the map index, which a changed list would hand to another account) names the watermark, so
+    two pulls into one destination keep their own. The watermark never passes
     ``watermark_lag`` seconds (default 300) before the listing began: a window ending in the
     future, a document Gini lists late or a clock that differs from Gini's cannot leave a
     document behind it; the next pull lists that overlap again and skips what is stored.
@@ -185,7 +186,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         with terminal_errors():
             root = destination_path(self.destination, self.destination_conn_id)
             store = Store(root, self.file_mode, self.folder_mode)
-            key = self.watermark_key or default_key(context)
+            key = self.watermark_key or default_key(context, self.gini_conn_id)
             advance = _flag(self.advance_watermark, "advance_watermark")
             # The same reading of created_after as the window rule's: None, "" and "None" are unset.
             stateful = moment(self.created_after, "created_after") is None or advance

@@ -36,14 +36,20 @@ from airflow_provider_gini.pull.window import moment
 STATE = "_state"
 
 
-def default_key(context: Mapping[str, Any]) -> str:
-    """``<dag_id>/<task_id>``, and ``/<map_index>`` for a mapped task's instance."""
+def default_key(context: Mapping[str, Any], conn_id: str) -> str:
+    """``<dag_id>/<task_id>``, and ``/<conn_id>`` for a mapped task's instance.
+
+    Not the map index: a list of accounts that gains or loses one in front would hand each
+    account another's watermark, and one whose watermark is later would skip documents. Mapped
+    instances of one connection into one destination pull the same documents: they share a
+    watermark and take turns.
+    """
     ti = context.get("ti")
     dag_id = getattr(ti, "dag_id", None) or getattr(context.get("dag"), "dag_id", "dag")
     task_id = getattr(ti, "task_id", None) or "task"
     map_index = getattr(ti, "map_index", -1)
     key = f"{dag_id}/{task_id}"
-    return f"{key}/{map_index}" if isinstance(map_index, int) and map_index >= 0 else key
+    return f"{key}/{conn_id}" if isinstance(map_index, int) and map_index >= 0 else key
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,7 +18,9 @@ from tests.operators.conftest import EXAMPLES, task_states, xcom
 def test_examples_parse_without_import_errors(airflow_db: Path) -> None:
     bag = dag_bag(str(EXAMPLES))
     assert bag.import_errors == {}
-    assert {"gini_daily_pull", "gini_upload_and_extract", "gini_mapped_uploads"} <= set(bag.dag_ids)
+    assert {"gini_daily_pull", "gini_upload_and_extract", "gini_mapped_uploads", "gini_backfill"} <= set(
+        bag.dag_ids
+    )
     pull = bag.get_dag("gini_daily_pull")
     assert pull.catchup is True
     assert pull.max_active_runs == 1
@@ -81,3 +84,40 @@ def test_mapped_uploads(gini_connection: RunningSandbox, example_dag: Callable[[
     lines = xcom(dag_run, "report")
     assert len(lines) == 3
     assert all(" to " in line and "(DE" in line for line in lines)
+
+
+def test_backfill_in_shards_pulls_every_document_once(
+    gini_connection: RunningSandbox,
+    example_dag: Callable[[str], Any],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("GINI_DESTINATION", str(tmp_path))
+    start, end = datetime(2026, 1, 5, tzinfo=timezone.utc), datetime(2026, 1, 10, tzinfo=timezone.utc)
+    # Documents on the shard boundaries (midnights) and a millisecond before each: each in one shard.
+    for day in range(6, 10):
+        midnight = int(datetime(2026, 1, day, tzinfo=timezone.utc).timestamp() * 1000)
+        gini_connection.insert_documents(count=2, creationDate=midnight - 1, spacingMs=1)
+    dag_run = example_dag("gini_backfill").test(
+        run_conf={"start": start.isoformat(), "end": end.isoformat(), "shard": "day"}
+    )
+    assert dag_run.state == "success", task_states(dag_run)
+    states = task_states(dag_run)
+    assert sorted(k for k in states if k.startswith("pull[")) == [f"pull[{i}]" for i in range(5)]
+    truth = {
+        d["id"]
+        for d in gini_connection.documents(
+            created_after=int(start.timestamp() * 1000), created_before=int(end.timestamp() * 1000)
+        )
+    }
+    lines = [
+        json.loads(line)
+        for manifest in sorted((tmp_path / "_manifests").glob("*.jsonl"))
+        for line in manifest.read_text().splitlines()
+    ]
+    assert len(list((tmp_path / "_manifests").glob("*.jsonl"))) == 5  # one per shard
+    ids = [line["id"] for line in lines]
+    assert sorted(ids) == sorted(truth)  # every document, in exactly one shard
+    summary = xcom(dag_run, "check")
+    assert summary["shards"] == 5
+    assert summary["pulled"] + summary["errored"] == len(truth)
