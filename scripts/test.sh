@@ -12,18 +12,25 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip nox
 
-# tests/ui drives Debian's Chromium through its chromedriver; without them it skips.
-if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+# tests/ui drives Debian's Chromium through its chromedriver; tests/executors/test_celery_executor.py
+# runs Debian's PostgreSQL and Redis servers on loopback. Without them those tests skip.
+need=()
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then need+=(chromium chromium-driver); fi
+if ! compgen -G '/usr/lib/postgresql/*/bin/pg_ctl' >/dev/null; then need+=(postgresql); fi
+if ! command -v redis-server >/dev/null && [ ! -x /usr/bin/redis-server ]; then need+=(redis-server); fi
+if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
         export DEBIAN_FRONTEND=noninteractive
         # A clean image has no package lists yet; otherwise skip the slow update.
-        if ! apt-cache show chromium chromium-driver >/dev/null 2>&1; then
+        if ! apt-cache show "${need[@]}" >/dev/null 2>&1; then
             apt-get update -qq
         fi
-        apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+        # Debian's postinst would start the servers on their default ports under systemd; the
+        # tests start their own, on free ports.
+        apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     else
-        echo "NOTE: Chromium not installed, so tests/ui will skip. Install it as root with:" >&2
-        echo "      apt-get install --no-install-recommends chromium chromium-driver" >&2
+        echo "NOTE: ${need[*]} not installed, so tests/ui or the Celery test will skip. As root:" >&2
+        echo "      apt-get install --no-install-recommends ${need[*]}" >&2
     fi
 fi
 

@@ -1,11 +1,13 @@
 """Real Airflow components (api-server, scheduler, ...) as subprocesses of a test, on an
-AIRFLOW_HOME and SQLite DB of their own, so nothing they write reaches the rest of the session
-and nothing of the session's Airflow setup reaches them."""
+AIRFLOW_HOME and metadata DB of their own (SQLite, or a PostgreSQL database of tests/servers.py),
+so nothing they write reaches the rest of the session and nothing of the session's Airflow setup
+reaches them."""
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -42,7 +44,9 @@ def cli_json(stdout: str) -> Any:
     return document
 
 
-def base_env(home: Path) -> dict[str, str]:
+def base_env(home: Path, database_url: str | None = None) -> dict[str, str]:
+    """Settings every deployment shares; the metadata DB is SQLite under ``home`` unless
+    ``database_url`` names another (SQLAlchemy URL)."""
     dags = home / "dags"
     dags.mkdir(parents=True, exist_ok=True)
     # The test process's own Airflow settings (tests/conftest.py) must not leak into the deployment.
@@ -55,9 +59,7 @@ def base_env(home: Path) -> dict[str, str]:
             "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")])),
             "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS": "tests.sqlite_busy.SYNC",
-            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC": "tests.sqlite_busy.ASYNC",
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": database_url or f"sqlite:///{home / 'airflow.db'}",
             "AIRFLOW__CORE__AUTH_MANAGER": (
                 "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
             ),
@@ -87,7 +89,42 @@ def base_env(home: Path) -> dict[str, str]:
             "AIRFLOW__API__WORKERS": "1",
         }
     )
+    if database_url is None:
+        # SQLite's busy timeouts (tests/sqlite_busy.py); a PostgreSQL driver refuses those keys.
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS"] = "tests.sqlite_busy.SYNC"
+        env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONNECT_ARGS_ASYNC"] = "tests.sqlite_busy.ASYNC"
     return env
+
+
+def core_env(api_url: str) -> dict[str, str]:
+    """What every component of one deployment must agree on, whatever its executor."""
+    return {
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
+        # The scheduler signs each task's Execution API token and the api-server checks it, so
+        # both need the same key; given here, not left to what `db migrate` writes into
+        # airflow.cfg, so the test says what a deployment must share. SECRET_KEY signs the
+        # api-server's log-fetch requests to the log servers. 64 bytes: HS512.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
+        # DAGs start as soon as they are parsed, with no `airflow dags unpause` call.
+        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
+        # Quicker scheduling loops than the production defaults; one DAG file needs one parser.
+        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
+        "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
+        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
+        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
+        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
+        # The components start at once to save time, so the first task may be queued before
+        # the api-server answers (it needs 20-30 s to start on a loaded 2-core machine): its
+        # supervisor keeps trying for up to five minutes, at most 2 s apart, instead of failing
+        # after the default five tries.
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "150",
+        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "2",
+        # Log servers default to 8793 (workers) and 8794 (triggerer); a busy port, or the other
+        # CI session's deployment, must not fail the test.
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(free_port()),
+    }
 
 
 @dataclass
@@ -106,6 +143,9 @@ class Deployment:
     home: Path
     env: dict[str, str]
     components: list[Component] = field(default_factory=list)
+    # libpq connection string of a PostgreSQL metadata DB; None: SQLite under home.
+    postgres: str | None = None
+    extra_logs: list[Path] = field(default_factory=list)
 
     @property
     def db(self) -> Path:
@@ -135,14 +175,15 @@ class Deployment:
             time.sleep(2)
         return result
 
-    def start(self, name: str, *args: str) -> Component:
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> Component:
+        """``airflow <args>`` in the background; ``env`` adds settings of this component's own."""
         log = self.home / f"{name}.log"
         with log.open("wb") as out:
             # A process group of its own, so the teardown can signal the component and the
             # executor workers and task supervisors it forked without touching pytest.
             process = subprocess.Popen(  # noqa: S603
                 [str(AIRFLOW), *args],
-                env=self.env,
+                env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -156,6 +197,9 @@ class Deployment:
             f"--- {c.name} (pid {c.process.pid}, exit {c.process.poll()}), last lines of {c.log}:\n{c.tail()}"
             for c in self.components
         ]
+        for extra in self.extra_logs:
+            text = extra.read_text(errors="replace") if extra.exists() else ""
+            parts.append(f"--- {extra}:\n" + "\n".join(text.splitlines()[-30:]))
         for path in sorted((self.home / "logs").glob("dag_id=*/**/*.log")):
             lines = path.read_text(errors="replace").splitlines()[-15:]
             parts.append(f"--- task log {path.relative_to(self.home)}:\n" + "\n".join(lines))
@@ -176,16 +220,33 @@ class Deployment:
             time.sleep(0.5)
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-        # Read-only, straight from SQLite: this test process's own Airflow is configured for
-        # another AIRFLOW_HOME (tests/conftest.py), and a CLI call costs seconds of imports.
+        """Rows of ``sql`` (``?`` placeholders), read straight from the metadata DB: this test
+        process's own Airflow is configured for another AIRFLOW_HOME (tests/conftest.py), and a
+        CLI call costs seconds of imports. JSON columns come back as text on both databases."""
+        if self.postgres is not None:
+            return _postgres_query(self.postgres, sql, params)
         if not self.db.exists():
             return []
         with closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10)) as db:
             return db.execute(sql, params).fetchall()
 
     def stop(self) -> None:
-        for component in self.components:
+        # Last started first: workers and the scheduler go before the api-server they report to.
+        for component in reversed(self.components):
             _terminate(component.process)
+
+
+def _postgres_query(dsn: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    import psycopg2
+    import psycopg2.extras
+
+    with closing(psycopg2.connect(dsn)) as connection:
+        connection.set_session(readonly=True, autocommit=True)
+        psycopg2.extras.register_default_jsonb(connection, loads=lambda text: text)
+        psycopg2.extras.register_default_json(connection, loads=lambda text: text)
+        with connection.cursor() as cursor:
+            cursor.execute(sql.replace("?", "%s"), params)
+            return list(cursor.fetchall())
 
 
 def _terminate(process: subprocess.Popen[bytes]) -> None:
@@ -247,10 +308,14 @@ def once_more_on_state_race(
 
 
 @contextmanager
-def airflow_deployment(home: Path, env: Mapping[str, str]) -> Iterator[Deployment]:
-    """A migrated metadata DB under ``home``, with ``env`` over the base settings; the body starts
-    the components, and every one it started is stopped on the way out."""
-    deployment = Deployment(home, {**base_env(home), **env})
+def airflow_deployment(
+    home: Path, env: Mapping[str, str], postgres: tuple[str, str] | None = None
+) -> Iterator[Deployment]:
+    """A migrated metadata DB (SQLite under ``home``, or ``postgres``: its SQLAlchemy URL and
+    libpq DSN), with ``env`` over the base settings; the body starts the components, and every
+    one it started is stopped on the way out."""
+    url, dsn = postgres if postgres is not None else (None, None)
+    deployment = Deployment(home, {**base_env(home, url), **env}, postgres=dsn)
     migrate = deployment.airflow("db", "migrate", timeout=300)
     assert migrate.returncode == 0, (
         f"airflow db migrate failed:\n{migrate.stdout[-3000:]}{migrate.stderr[-3000:]}"

@@ -103,11 +103,8 @@ class ClientSettings:
                 )
         if self.pool_size < 1:
             raise GiniConfigError("Gini connection: pool_size must be at least 1")
-        rps = self.max_requests_per_second
-        if rps is not None and (isinstance(rps, bool) or not isinstance(rps, (int, float)) or not rps > 0):
-            raise GiniConfigError(
-                f"Gini connection: max_requests_per_second must be a positive number, got {rps!r}"
-            )
+        if self.max_requests_per_second is not None:
+            checked_rate(self.max_requests_per_second, "Gini connection: max_requests_per_second")
 
     @property
     def media_type(self) -> str:
@@ -116,6 +113,22 @@ class ClientSettings:
     @property
     def timeout(self) -> tuple[float, float]:
         return (self.connect_timeout, self.read_timeout)
+
+
+MIN_CEILING = 0.01  # requests per second: one every 100 s; slower is a stopped task, not a pace
+
+
+def checked_rate(value: object, name: str) -> float:
+    """A request rate ceiling: a finite number of requests per second, at least MIN_CEILING."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not MIN_CEILING <= value < float("inf")
+    ):
+        raise GiniConfigError(
+            f"{name} must be a number of requests per second from {MIN_CEILING} up, got {value!r}"
+        )
+    return float(value)
 
 
 def is_loopback(host: str) -> bool:

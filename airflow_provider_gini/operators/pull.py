@@ -14,6 +14,7 @@ from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 
 from airflow_provider_gini._compat import AirflowFailException
 from airflow_provider_gini.client.errors import GiniConfigError, GiniPullIncomplete
+from airflow_provider_gini.client.settings import checked_rate
 from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
 from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
@@ -138,8 +139,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     ) -> None:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
-        if max_requests_per_second is not None and not max_requests_per_second > 0:
-            raise ValueError("max_requests_per_second must be a positive number (or None: no ceiling)")
+        if max_requests_per_second is not None:
+            checked_rate(max_requests_per_second, "max_requests_per_second")
         if not 1 <= page_size <= 250:
             raise ValueError("page_size must be between 1 and 250")
         if max_failed_documents < 0:

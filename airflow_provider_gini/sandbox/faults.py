@@ -70,7 +70,8 @@ class FaultRule(BaseModel):
     )
     matched: int = Field(default=0, description="Requests this rule has matched (read only)")
     fired: int = Field(default=0, description="Times this rule has fired (read only)")
-    # rate_limit: (tokens, time they were counted) per bucket key; the Retry-After of the last 429.
+    # rate_limit: (tokens, time they were counted) per bucket key; seconds until the refused
+    # request's bucket has a token again (read by decide() at once, before another request runs).
     _buckets: dict[tuple[str, str | None], tuple[float, float]] = PrivateAttr(default_factory=dict)
     _wait: float = PrivateAttr(default=0.0)
 
@@ -114,17 +115,21 @@ class FaultRule(BaseModel):
         self.fired += 1
         return True
 
-    def retry_after_seconds(self) -> str:
-        """The Retry-After value of this rule's answer, in whole seconds (RFC 9110 has no fractions)."""
-        wait = self._wait if self.kind == "rate_limit" else self.retry_after
-        return str(max(1, math.ceil(wait)) if self.kind == "rate_limit" else int(wait + 0.999))
-
 
 @dataclass
 class FaultDecision:
     delay: float = 0.0
     action: FaultRule | None = None
     fired: list[str] = field(default_factory=list)
+    wait: float = 0.0  # rate_limit: seconds until the request's bucket has a token again
+
+    def retry_after(self) -> str:
+        """The Retry-After value of the action's answer, in whole seconds (RFC 9110 has no
+        fractions), rounded up so a client that waits that long finds a token."""
+        assert self.action is not None
+        if self.action.kind == "rate_limit":
+            return str(max(1, math.ceil(self.wait)))
+        return str(int(self.action.retry_after + 0.999))
 
 
 class FaultBook:
@@ -137,7 +142,7 @@ class FaultBook:
             self.add(rule)
 
     def add(self, rule: FaultRule) -> FaultRule:
-        rule = rule.model_copy(update={"matched": 0, "fired": 0})
+        rule = rule.model_copy(update={"matched": 0, "fired": 0}, deep=True)  # its own buckets
         if rule.id is None:
             rule.id = f"f{self._next_id}"
             self._next_id += 1
@@ -175,6 +180,8 @@ class FaultBook:
             if not rule.fires(method, path, who):
                 continue
             decision.fired.append(f"{rule.id}:{rule.kind}")
+            if rule.kind == "rate_limit":
+                decision.wait = rule._wait
             if rule.kind == "latency":
                 decision.delay += rule.delay + (random.uniform(0, rule.jitter) if rule.jitter else 0.0)
             else:

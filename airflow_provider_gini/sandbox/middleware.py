@@ -23,7 +23,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from airflow_provider_gini.sandbox.access import ADMIN_PREFIX
 from airflow_provider_gini.sandbox.errors import error_body
-from airflow_provider_gini.sandbox.faults import FaultDecision, FaultRule, Identity
+from airflow_provider_gini.sandbox.faults import FaultDecision, Identity
 from airflow_provider_gini.sandbox.state import SandboxState
 
 UNOBSERVED = ("/openapi.json", "/docs", "/redoc", "/docs/oauth2-redirect")
@@ -101,26 +101,28 @@ class SandboxMiddleware:
             if decision.action is None:
                 await self.app(scope, receive, _tag(send, request_id, seen))
             else:
-                await self._fault(decision.action, state, scope, receive, _tag(send, request_id, seen), seen)
+                await self._fault(decision, state, scope, receive, _tag(send, request_id, seen), seen)
         finally:
             self._observe(state, scope, seen, decision, request_id, started)
 
     async def _fault(
         self,
-        rule: FaultRule,
+        decision: FaultDecision,
         state: SandboxState,
         scope: Scope,
         receive: Receive,
         send: Send,
         seen: dict[str, Any],
     ) -> None:
+        rule = decision.action
+        assert rule is not None
         kind = rule.kind
         status = rule.default_status()
         if kind in ("status", "retry_after", "rate_limit"):
             headers: list[tuple[bytes, bytes]] = []
             if kind == "retry_after" or (kind == "rate_limit" and rule.retry_after_header):
                 value = (
-                    rule.retry_after_seconds()
+                    decision.retry_after()
                     if rule.retry_after_form == "seconds" or kind == "rate_limit"
                     else formatdate(time.time() + rule.retry_after, usegmt=True)
                 )

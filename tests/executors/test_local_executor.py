@@ -6,7 +6,6 @@ environment there, and reports to the scheduler through the Execution API."""
 from __future__ import annotations
 
 import json
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -22,6 +21,7 @@ from tests.deployment import (
     airflow_deployment,
     answers,
     check_state_race,
+    core_env,
     free_port,
     once_more_on_state_race,
 )
@@ -62,34 +62,12 @@ def local_executor_deployment(home: Path, extra_env: dict[str, str]) -> Iterator
     api_port = free_port()
     api_url = f"http://127.0.0.1:{api_port}"
     env = {
+        **core_env(api_url),
         "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
         # Airflow 3.3 accepts the LocalExecutor on SQLite. With fork it starts `parallelism`
         # worker processes up front (32 by default), but this DAG runs one task at a time
         # (linear, max_active_runs=1) and SQLite takes one writer at a time anyway.
         "AIRFLOW__CORE__PARALLELISM": "1",
-        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{api_url}/execution/",
-        # The scheduler signs each task's Execution API token and the api-server checks it, so
-        # both need the same key; given here, not left to what `db migrate` writes into
-        # airflow.cfg, so the test says what a deployment must share. SECRET_KEY signs the
-        # api-server's log-fetch requests to the scheduler's log server. 64 bytes: HS512.
-        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
-        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(64),
-        # Catch-up starts as soon as the DAG is parsed, with no `airflow dags unpause` call.
-        "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-        # Quicker scheduling loops than the production defaults; one DAG file needs one parser.
-        "AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC": "1",
-        "AIRFLOW__SCHEDULER__JOB_HEARTBEAT_SEC": "1",
-        "AIRFLOW__SCHEDULER__SCHEDULER_IDLE_SLEEP_TIME": "0.2",
-        "AIRFLOW__DAG_PROCESSOR__PARSING_PROCESSES": "1",
-        "AIRFLOW__WORKERS__MIN_HEARTBEAT_INTERVAL": "1",
-        # All three start at once to save time, so the first task may be queued before the
-        # api-server answers (it needs 20-30 s to start on a loaded 2-core machine): its
-        # supervisor keeps trying for up to five minutes, at most 2 s apart, instead of failing
-        # after the default five tries.
-        "AIRFLOW__WORKERS__EXECUTION_API_RETRIES": "150",
-        "AIRFLOW__WORKERS__EXECUTION_API_RETRY_WAIT_MAX": "2",
-        # The scheduler serves task logs on 8793 by default; a busy port must not fail the test.
-        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(free_port()),
         **extra_env,
     }
     with airflow_deployment(home, env) as deployment:

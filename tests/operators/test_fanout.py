@@ -7,10 +7,11 @@ import itertools
 import json
 import random
 from collections.abc import Callable
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, time, timedelta, timezone
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -65,6 +66,35 @@ def test_by_day_follows_the_starts_timezone() -> None:
     assert [b for _, b in windows(shards)][:-1] == [datetime(2026, 1, 6, tzinfo=berlin)]
 
 
+def test_daylight_saving_changes_neither_gap_nor_overlap() -> None:
+    berlin = ZoneInfo("Europe/Berlin")
+    for start, end in [
+        (datetime(2025, 3, 29, 12, tzinfo=berlin), datetime(2025, 4, 2, tzinfo=berlin)),  # 23-hour day
+        (datetime(2025, 10, 25, 12, tzinfo=berlin), datetime(2025, 10, 28, tzinfo=berlin)),  # 25-hour day
+        (datetime(2025, 3, 30, 0, tzinfo=berlin), datetime(2025, 3, 30, 4, tzinfo=berlin)),  # 3 real hours
+    ]:
+        for kwargs in ({"by": "day"}, {"by": "week"}, {"by": timedelta(minutes=30)}, {"parts": 7}):
+            shards = shard_window(start, end, **kwargs)
+            assert_tiles(shards, start, end)
+        midnights = [b for _, b in windows(shard_window(start, end, by="day"))][:-1]
+        assert all(m.astimezone(berlin).time() == time(0) for m in midnights)
+    real = [
+        b - a
+        for a, b in windows(
+            shard_window(*[datetime(2025, 3, 30, h, tzinfo=berlin) for h in (0, 4)], by=timedelta(minutes=30))
+        )
+    ]
+    assert real == [timedelta(minutes=30)] * 6  # 3 elapsed hours, not 4 wall-clock ones
+
+
+def test_more_shards_than_airflow_maps_is_refused() -> None:
+    with pytest.raises(GiniConfigError, match="max_shards"):
+        shard_window("2020-01-01", "2026-01-01", by="day")
+    with pytest.raises(GiniConfigError, match="max_shards"):
+        shard_window("2026-01-01", "2026-01-02", by=timedelta(milliseconds=1))
+    assert len(shard_window("2020-01-01", "2026-01-01", by="day", max_shards=3000)) == 2192
+
+
 def test_parts_are_equal_whole_milliseconds_and_tile_the_window() -> None:
     rng = random.Random(16)
     for _ in range(200):
@@ -116,6 +146,8 @@ def test_per_account_gives_each_connection_its_own_folder() -> None:
     for bad in ([], ["a", "a"], ["../x"], [".."], [""]):
         with pytest.raises(GiniConfigError, match="per_account"):
             per_account(bad, "/tmp/x")
+    with pytest.raises(GiniConfigError, match="gini_conn_id"):
+        per_account(["a"], "/tmp/x", gini_conn_id="b")
 
 
 def test_a_mapped_pulls_watermark_is_its_connections_not_its_map_index() -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gini.client.errors import GiniConfigError
 from airflow_provider_gini.client.throttle import MIN_RATE, Throttle
 from airflow_provider_gini.sandbox import RunningSandbox
 from tests.reliability.helpers import day, ms
@@ -42,9 +43,9 @@ def statuses(sandbox: RunningSandbox) -> dict[str, int]:
 def test_a_pull_with_more_workers_than_the_limit_allows_paces_itself_to_it(
     gini_connection: RunningSandbox, tmp_path: Path
 ) -> None:
-    """16 workers against 40 requests/s: without pacing each worker's retries go on hitting the
+    """16 workers against 25 requests/s: without pacing each worker's retries go on hitting the
     empty bucket (most requests would be answered 429); paced, only the first burst is."""
-    n, rate = 300, 40.0
+    n, rate = 250, 25.0
     gini_connection.insert_documents(count=n, creationDate=ms(day(20)) + 1000, spacingMs=100)
     gini_connection.reset_counters()
     gini_connection.add_fault("rate_limit", rate=rate, path="/documents*")
@@ -66,39 +67,20 @@ def test_a_pull_with_more_workers_than_the_limit_allows_paces_itself_to_it(
 def test_retry_after_on_a_429_holds_every_thread_of_the_pull(
     gini_connection: RunningSandbox, tmp_path: Path
 ) -> None:
-    """A 429 saying Retry-After: 4 stops the whole pull for 4 s, not only the refused request."""
-    gini_connection.insert_documents(count=12, creationDate=ms(day(20)) + 1000, spacingMs=100)
+    """One 429 saying Retry-After: 4 stops the whole pull for 4 s, not only the refused request:
+    without the hold, the other 7 workers would go on through the 50 documents meanwhile."""
+    gini_connection.insert_documents(count=50, creationDate=ms(day(20)) + 1000, spacingMs=100)
     gini_connection.reset_counters()
-    # 3 requests, then the bucket refills at one token per 4 s: Retry-After 4.
-    rule = gini_connection.add_fault(
-        "rate_limit", rate=0.25, burst=3, retry_after_header=True, path="/documents*"
-    )
-    lifted = threading.Event()
-
-    def lift_after_the_first_429() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not lifted.is_set():
-            if gini_connection.counters()["faults"][rule["id"]]["fired"]:
-                gini_connection.clear_faults()
-                lifted.set()
-            time.sleep(0.02)
-
-    watcher = threading.Thread(target=lift_after_the_first_429, daemon=True)
-    watcher.start()
-    try:
-        result = pull_day_20(tmp_path, max_workers=8)
-    finally:
-        lifted.set()
-        watcher.join()
-    assert result["pulled"] == 12
-    log = [r for r in gini_connection.requests() if r["path"].startswith("/documents")]
-    first_429 = min(r["time"] for r in log if r["status"] == 429)
+    gini_connection.add_fault("retry_after", retry_after=4, first=1, path="/documents/*")
+    result = pull_day_20(tmp_path, max_workers=8)
+    assert result["pulled"] == 50
+    log = [r for r in gini_connection.requests() if r["path"].startswith("/documents/")]
+    [refused] = [r["time"] for r in log if r["status"] == 429]
     # Requests already on their way when the 429 came may arrive just after it; none may start
     # well inside the 4 s the answer asked for.
-    inside = [r for r in log if first_429 + 1.0 < r["time"] < first_429 + 3.5]
+    inside = [r for r in log if refused + 1.0 < r["time"] < refused + 3.5]
     assert inside == [], inside
-    after = [r for r in log if r["time"] >= first_429 + 3.5 and r["status"] == 200]
-    assert after, "the pull did not go on after the wait"
+    assert len([r for r in log if r["time"] >= refused + 3.5]) >= 30
 
 
 def test_max_requests_per_second_is_a_ceiling_from_the_start(
@@ -121,8 +103,9 @@ def test_max_requests_per_second_is_a_ceiling_from_the_start(
 def test_max_requests_per_second_is_checked() -> None:
     from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
 
-    with pytest.raises(ValueError, match="max_requests_per_second"):
-        GiniPullDocumentsOperator(task_id="pull", destination="/tmp/x", max_requests_per_second=0)
+    for bad in (0, -1, 0.001, float("inf"), float("nan"), True, "10"):
+        with pytest.raises(GiniConfigError, match="max_requests_per_second"):
+            GiniPullDocumentsOperator(task_id="pull", destination="/tmp/x", max_requests_per_second=bad)
 
 
 # The pacing rules, on a clock the test moves.

@@ -1,0 +1,275 @@
+"""A sharded backfill on a real distributed deployment (#16): PostgreSQL as the metadata DB,
+Redis as the Celery broker, the scheduler, dag-processor, api-server and triggerer, and two
+Celery workers with hostnames and queues of their own (``--concurrency 2`` each), all started
+here on loopback, with the Gini sandbox.
+
+One DAG run pulls 5,000 documents in 10 daily shards (mapped pulls of one connection, spread over
+both workers), then the same window in one task, and uploads a document and waits for it
+deferrably (in the triggerer). Asserted from the metadata DB, the sandbox and the destination:
+every document exactly once on disk, shards on both workers (``task_instance.hostname``), one
+password grant per shard, the wait deferred to the triggerer and completed."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_gini.sandbox import DEMO_USER, PLAIN_CLIENT, RunningSandbox
+from tests.deployment import (
+    REPO,
+    Deployment,
+    airflow_deployment,
+    answers,
+    core_env,
+    free_port,
+)
+from tests.servers import PostgresCluster, postgres_cluster, redis_server
+
+pytestmark = pytest.mark.timeout(1800)
+
+UTC = timezone.utc
+DAG_ID = "gini_celery_backfill"
+START = datetime(2026, 3, 2, tzinfo=UTC)
+DAYS, PER_DAY = 10, 500
+END = START + timedelta(days=DAYS)
+WORKERS = {"gini-worker-a": "gini_a", "gini-worker-b": "gini_b"}
+FIGURES = REPO / ".benchmarks-celery.json"  # read by benchmarks/sharded.py when it runs this test
+
+DAG = """
+from datetime import datetime, timezone
+from airflow.sdk import DAG
+from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator, GiniUploadDocumentOperator
+from airflow_provider_gini.pull.fanout import shard_window
+
+with DAG("DAG_ID", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)):
+    shards = GiniPullDocumentsOperator.partial(
+        task_id="shard", gini_conn_id="gini_shards", destination="SHARDED", max_workers=4, page_size=250,
+    ).expand_kwargs(shard_window("START", "END", by="day"))
+    one = GiniPullDocumentsOperator(
+        task_id="one_task", destination="SINGLE", created_after="START", created_before="END",
+        max_workers=4, page_size=250,
+    )
+    upload = GiniUploadDocumentOperator(
+        task_id="upload", file="SAMPLE", wait_for_processing=True, deferrable=True, poll_interval=1.0,
+        queue="gini_b",
+    )
+    shards >> one >> upload
+"""
+
+
+def celery_env(api_url: str, broker: str, backend: str) -> dict[str, str]:
+    return {
+        **core_env(api_url),
+        "AIRFLOW__CORE__EXECUTOR": "CeleryExecutor",
+        "AIRFLOW__CORE__PARALLELISM": "8",
+        "AIRFLOW__CELERY__BROKER_URL": broker,
+        # Given, not derived from sql_alchemy_conn: provider releases changed how they derive it.
+        "AIRFLOW__CELERY__RESULT_BACKEND": backend,
+        # The default of 1 s bounds the scheduler's publish of a task to Redis; on a loaded
+        # machine the first one (which imports the redis client) can take longer
+        # (apache/airflow#41359).
+        "AIRFLOW__CELERY__OPERATION_TIMEOUT": "30",
+        "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
+        # A task's Execution API token is minted when it is queued; one that waits in Redis while
+        # the workers start must still hold a valid one (apache/airflow#59637).
+        "AIRFLOW__EXECUTION_API__JWT_EXPIRATION_TIME": "3600",
+    }
+
+
+@contextmanager
+def celery_deployment(home: Path, pg: PostgresCluster, extra_env: dict[str, str]) -> Iterator[Deployment]:
+    database = f"airflow_{uuid.uuid4().hex[:8]}"
+    pg.create_database(database)
+    try:
+        with redis_server(home.parent / "redis") as redis:
+            api_port = free_port()
+            api_url = f"http://127.0.0.1:{api_port}"
+            env = {**celery_env(api_url, redis.url, "db+" + pg.url(database)), **extra_env}
+            with airflow_deployment(home, env, postgres=(pg.url(database), pg.dsn(database))) as deployment:
+                deployment.extra_logs += [pg.root / "postgres.log", redis.log]
+                deployment.start("api-server", "api-server", "--host", "127.0.0.1", "--port", str(api_port))
+                deployment.start("dag-processor", "dag-processor")
+                deployment.start("scheduler", "scheduler")
+                deployment.start("triggerer", "triggerer")
+                for hostname, queue in WORKERS.items():
+                    deployment.start(
+                        hostname,
+                        "celery", "worker", "--queues", f"default,{queue}", "--concurrency", "2",
+                        "--celery-hostname", f"{hostname}@%h", "--skip-serve-logs",
+                        "--without-mingle", "--without-gossip",
+                        # task_instance.hostname comes from [core] hostname_callable in the task's
+                        # process; both workers share this machine's name, so each says its own.
+                        env={
+                            "AIRFLOW__CORE__HOSTNAME_CALLABLE": "tests.celery_hostname.worker_hostname",
+                            "GINI_CELERY_WORKER": hostname,
+                        },
+                    )  # fmt: skip
+                deployment.wait_for(
+                    "answer from the Execution API", answers(f"{api_url}/execution/health"), 300
+                )
+                deployment.wait_for("both Celery workers on their queues", workers_ready(redis.url), 300)
+                yield deployment
+    finally:
+        pg.drop_database(database)
+
+
+def workers_ready(broker: str) -> Any:
+    from celery import Celery
+
+    app = Celery(broker=broker)
+
+    def check() -> dict[str, list[str]] | None:
+        queues = app.control.inspect(timeout=2).active_queues() or {}
+        seen = {node.split("@")[0]: sorted(q["name"] for q in found) for node, found in queues.items()}
+        expected = {h: sorted(["default", q]) for h, q in WORKERS.items()}
+        return seen if seen == expected else None
+
+    return check
+
+
+@pytest.fixture(scope="module")
+def pg() -> Iterator[PostgresCluster]:
+    with postgres_cluster() as cluster:
+        yield cluster
+
+
+def test_a_sharded_backfill_runs_on_both_celery_workers(
+    gini_sandbox: RunningSandbox, pg: PostgresCluster, tmp_path: Path
+) -> None:
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    sharded, single = tmp_path / "sharded", tmp_path / "single"
+    for day in range(DAYS):
+        first = int((START + timedelta(days=day)).timestamp() * 1000)
+        # Spread over the day, the first at midnight: a document on every shard boundary.
+        gini_sandbox.insert_documents(count=PER_DAY, creationDate=first, spacingMs=86_400_000 // PER_DAY)
+    gini_sandbox.settings(processing_delay=4.0)  # the upload stays PENDING a while: a real deferral
+    source = DAG
+    for name, value in {
+        "DAG_ID": DAG_ID,
+        "SHARDED": str(sharded),
+        "SINGLE": str(single),
+        "START": START.isoformat(),
+        "END": END.isoformat(),
+        "SAMPLE": str(REPO / "example_dags" / "sample_documents" / "rechnung-sample-1.pdf"),
+    }.items():
+        source = source.replace(name, value)
+    (home / "dags" / f"{DAG_ID}.py").write_text(source)
+    # The shards sign in with one OAuth client, the other tasks with another: the sandbox counts
+    # the shards' grants apart.
+    env = {
+        **gini_sandbox.connection_env("gini_shards"),
+        **gini_sandbox.connection_env("gini_default", user=DEMO_USER, client=PLAIN_CLIENT),
+    }
+    truth = {
+        d["id"]
+        for d in gini_sandbox.documents(
+            created_after=int(START.timestamp() * 1000), created_before=int(END.timestamp() * 1000)
+        )
+    }
+    assert len(truth) == DAYS * PER_DAY
+    started = time.monotonic()
+    with celery_deployment(home, pg, env) as deployment:
+        ready = time.monotonic() - started
+        deployment.wait_for("the DAG parsed", lambda: parsed(deployment), 300)
+        gini_sandbox.reset_counters()
+        triggered = deployment.airflow("dags", "trigger", DAG_ID, timeout=300)
+        assert triggered.returncode == 0, triggered.stdout + triggered.stderr
+        deferred: dict[str, Any] = {}
+        deployment.wait_for("the DAG run", lambda: run_done(deployment, deferred), 900)
+        tasks = task_rows(deployment)
+        meta = deployment.query(
+            "SELECT status, count(*) FROM celery_taskmeta WHERE task_id IN ({})".format(  # noqa: S608
+                ",".join("?" * len(tasks))
+            ),
+            *[t["external_executor_id"] for t in tasks],
+        )
+        report = deployment.report()
+
+    shards = [t for t in tasks if t["task_id"] == "shard"]
+    assert len(shards) == DAYS, report
+    assert all(t["state"] == "success" and t["try_number"] == 1 for t in tasks), tasks
+    # Both workers ran shards, each only from the queues it serves.
+    by_worker = {h: sorted(t["map_index"] for t in shards if t["hostname"] == h) for h in WORKERS}
+    assert all(by_worker.values()), by_worker
+    assert sum(len(v) for v in by_worker.values()) == DAYS, by_worker
+    upload = next(t for t in tasks if t["task_id"] == "upload")
+    assert upload["hostname"] == "gini-worker-b"  # its queue, gini_b, is only b's
+    # The Celery result backend in PostgreSQL saw every task.
+    assert dict(meta) == {"SUCCESS": len(tasks)}, meta
+    # The upload's wait was deferred to the triggerer, which took its trigger, and completed.
+    assert deferred.get("triggerer_id") is not None, deferred
+
+    # Every document of the window exactly once, in the sharded destination and the single one.
+    for root in (sharded, single):
+        stored = {p.parent.name for p in root.glob("*/document.json")}
+        assert stored == truth, (root, len(stored), len(truth))
+    manifests = sorted((sharded / "_manifests").glob("*.jsonl"))
+    assert len(manifests) == DAYS
+    ids = [json.loads(line)["id"] for m in manifests for line in m.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == len(truth)  # no document in two shards
+
+    grants = [
+        r for r in gini_sandbox.requests() if r["route"] == "/oauth/token" and r["grantType"] == "password"
+    ]
+    shard_grants = [r for r in grants if r["clientId"] != PLAIN_CLIENT.client_id]
+    assert len(shard_grants) == DAYS, [(r["clientId"], r["grantType"]) for r in grants]
+
+    sharded_seconds = span(shards)
+    single_seconds = span([t for t in tasks if t["task_id"] == "one_task"])
+    figures = {
+        "documents": len(truth),
+        "shards": DAYS,
+        "deployment_ready_seconds": round(ready, 1),
+        "sharded_seconds": round(sharded_seconds, 2),
+        "single_seconds": round(single_seconds, 2),
+        "sharded_docs_per_second": round(len(truth) / sharded_seconds, 1),
+        "single_docs_per_second": round(len(truth) / single_seconds, 1),
+        "shards_per_worker": {h: len(v) for h, v in by_worker.items()},
+    }
+    FIGURES.write_text(json.dumps(figures))
+    print(f"FIGURE celery deployment: {json.dumps(figures)}")
+
+
+def parsed(deployment: Deployment) -> bool | None:
+    errors = deployment.query("SELECT filename, stacktrace FROM import_error")
+    if errors:
+        pytest.fail(f"the DAG did not parse: {errors}")
+    return True if deployment.query("SELECT dag_id FROM serialized_dag WHERE dag_id = ?", DAG_ID) else None
+
+
+def run_done(deployment: Deployment, deferred: dict[str, Any]) -> bool | None:
+    rows = deployment.query(
+        "SELECT t.triggerer_id FROM task_instance ti JOIN trigger t ON ti.trigger_id = t.id "
+        "WHERE ti.dag_id = ? AND ti.task_id = 'upload' AND ti.state = 'deferred'",
+        DAG_ID,
+    )
+    if rows and rows[0][0] is not None:
+        deferred["triggerer_id"] = rows[0][0]
+    states = [state for (state,) in deployment.query("SELECT state FROM dag_run WHERE dag_id = ?", DAG_ID)]
+    if "failed" in states:
+        pytest.fail(f"the run failed: {task_rows(deployment)}\n{deployment.report()}")
+    return True if states == ["success"] else None
+
+
+def task_rows(deployment: Deployment) -> list[dict[str, Any]]:
+    columns = ("task_id", "map_index", "state", "try_number", "hostname", "queue", "external_executor_id",
+               "start_date", "end_date")  # fmt: skip
+    rows = deployment.query(
+        f"SELECT {', '.join(columns)} FROM task_instance WHERE dag_id = ? ORDER BY task_id, map_index",  # noqa: S608
+        DAG_ID,
+    )
+    return [dict(zip(columns, row, strict=True)) for row in rows]
+
+
+def span(tasks: list[dict[str, Any]]) -> float:
+    """From the first task's start to the last one's end."""
+    return float((max(t["end_date"] for t in tasks) - min(t["start_date"] for t in tasks)).total_seconds())
