@@ -20,7 +20,13 @@ nox.options.reuse_venv = "yes"
 # The release of each minor that the suite runs on, with the pins that minor needs.
 # Why each pin: the README's "Airflow versions" section.
 AIRFLOW: dict[str, list[str]] = {
-    "3.0": ["apache-airflow==3.0.6", "fastapi<0.118", "cadwyn<6", "universal-pathlib<0.3"],
+    "3.0": [
+        "apache-airflow==3.0.6",
+        "fastapi<0.118",
+        "cadwyn<6",
+        "universal-pathlib<0.3",
+        "apache-airflow-providers-celery<3.14",
+    ],
     "3.1": ["apache-airflow==3.1.8"],
     "3.2": ["apache-airflow==3.2.2", "fastapi<0.137", "svcs<26"],
     "3.3": ["apache-airflow==3.3.2"],
