@@ -40,6 +40,7 @@ def main() -> int:
             **os.environ,
             "GINI_CELERY_FIGURES": str(figures_file),
             "GINI_CELERY_PER_DAY": str(args.per_day),
+            "GINI_CELERY_LATENCY_MS": str(args.latency),
         }
         subprocess.run(  # noqa: S603
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TEST],

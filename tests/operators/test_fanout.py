@@ -187,7 +187,7 @@ def test_accounts_in_one_destination_keep_their_watermarks_when_the_list_changes
     from airflow_provider_gini.sandbox.server import connection_dict
 
     b_right = connection_dict(gini_connection.base_url, user=OTHER_USER)
-    b_wrong = {**b_right, "password": "not-the-password"}
+    b_wrong = {**b_right, "password": "not-the-password"}  # pragma: allowlist secret
     monkeypatch.setenv("AIRFLOW_CONN_GINI_A", gini_connection.connection_json())
     monkeypatch.setenv("AIRFLOW_CONN_GINI_B", json.dumps(b_wrong))
     dag = dag_file(ACCOUNTS_DAG)
