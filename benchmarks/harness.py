@@ -166,3 +166,18 @@ def sandbox(latency_ms: float, *options: str, cwd: str | None = None) -> Iterato
     finally:
         proc.terminate()
         proc.wait(timeout=15)
+
+
+RESULTS = Path(__file__).with_name("RESULTS.md")
+
+
+def write_section(heading: str, text: str) -> None:
+    """Put ``text`` (which starts with ``heading``, a "## ..." line) into RESULTS.md: in place of
+    the section of that heading, or at the end; the other sections stay as they are."""
+    current = RESULTS.read_text() if RESULTS.exists() else ""
+    head, found, tail = current.partition(heading)
+    rest = tail.split("\n## ", 1)[1] if found and "\n## " in tail else ""
+    if found:
+        RESULTS.write_text(head.rstrip("\n") + "\n\n" + text + ("\n## " + rest if rest else ""))
+    else:
+        RESULTS.write_text(current.rstrip("\n") + "\n\n" + text)

@@ -21,7 +21,8 @@ import tempfile
 from datetime import date
 from pathlib import Path
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
+from benchmarks.harness import write_section
+
 SECTION = "## Sharded backfill on CeleryExecutor (issue 16)"
 TEST = "tests/executors/test_celery_executor.py"
 
@@ -76,14 +77,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        current = RESULTS.read_text() if RESULTS.exists() else ""
-        head, found, tail = current.partition(SECTION)
-        rest = tail.split("\n## ", 1)[1] if found and "\n## " in tail else ""
-        RESULTS.write_text(
-            head.rstrip("\n") + "\n\n" + text + ("\n## " + rest if rest else "")
-            if found
-            else current.rstrip("\n") + "\n\n" + text
-        )
+        write_section(SECTION, text)
     return 0
 
 

@@ -21,10 +21,9 @@ import time
 from datetime import date
 from pathlib import Path
 
-from benchmarks.harness import sandbox, separate_cores
+from benchmarks.harness import sandbox, separate_cores, write_section
 from benchmarks.pull import ours
 
-RESULTS = Path(__file__).with_name("RESULTS.md")
 SECTION = "## Throttled pull (issue 16)"
 
 
@@ -105,14 +104,7 @@ def main() -> int:
     )
     print(text)
     if not args.no_write:
-        current = RESULTS.read_text() if RESULTS.exists() else ""
-        head, found, tail = current.partition(SECTION)
-        rest = tail.split("\n## ", 1)[1] if found and "\n## " in tail else ""
-        RESULTS.write_text(
-            head.rstrip("\n") + "\n\n" + text + ("\n## " + rest if rest else "")
-            if found
-            else current.rstrip("\n") + "\n\n" + text
-        )
+        write_section(SECTION, text)
     return 1 if failed else 0
 
 
