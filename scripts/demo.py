@@ -78,7 +78,7 @@ def latest_manifest(destination: Path, run_id: str) -> list[dict[str, Any]]:
 
 
 def print_summary(
-    rows: list[tuple[datetime, str, list[dict[str, Any]]]], destination: Path, grants: Any
+    rows: list[tuple[datetime, str, list[dict[str, Any]]]], destination: Path, grants: Any, log: Path = LOG
 ) -> None:
     print()
     print("Runs of gini_daily_pull")
@@ -115,7 +115,7 @@ def print_summary(
         names = ", ".join(sorted(p.name for p in example.iterdir()))
         print(f"  {len(documents)} document folders, e.g. {example.name}/: {names}")
     print(f"  manifests (JSON Lines, one per run): {destination / '_manifests'}")
-    print(f"  Airflow's log of these runs: {LOG}")
+    print(f"  Airflow's log of these runs: {log}")
 
 
 if __name__ == "__main__":
