@@ -13,7 +13,8 @@ PYTHON=${PYTHON:-python3}
 executor=local
 while [ $# -gt 0 ]; do
     case "$1" in
-        --executor) executor=${2:-}; shift 2 ;;
+        --executor) [ $# -ge 2 ] || { echo "usage: $0 [--executor local|celery]" >&2; exit 2; }
+            executor=$2; shift 2 ;;
         --executor=*) executor=${1#*=}; shift ;;
         *) echo "usage: $0 [--executor local|celery]" >&2; exit 2 ;;
     esac

@@ -125,7 +125,13 @@ def manifest(result: Any) -> list[dict[str, Any]]:
 
 
 if __name__ == "__main__":
+    import signal
+
     from _pytest.outcomes import OutcomeException  # the harness says "skip"/"fail" with pytest's outcomes
+
+    # A closed terminal or a kill: stop the servers and components on the way out, as Ctrl-C does.
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, lambda number, frame: sys.exit(128 + number))
 
     try:
         sys.exit(main())

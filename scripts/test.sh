@@ -25,8 +25,8 @@ if [ ${#need[@]} -gt 0 ]; then
         if ! apt-cache show "${need[@]}" >/dev/null 2>&1; then
             apt-get update -qq
         fi
-        # Debian's postinst would start the servers on their default ports under systemd; the
-        # tests start their own, on free ports.
+        # On a host run by systemd Debian's packages also start their default services (5432,
+        # 6379); the tests never use those, they start their own on free ports.
         apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
     else
         echo "NOTE: ${need[*]} not installed, so tests/ui or the Celery test will skip. As root:" >&2

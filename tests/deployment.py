@@ -232,8 +232,16 @@ class Deployment:
 
     def stop(self) -> None:
         # Last started first: workers and the scheduler go before the api-server they report to.
-        for component in reversed(self.components):
-            _terminate(component.process)
+        # Each in its own session, so one that cannot be stopped (or an exception meanwhile, such
+        # as pytest-timeout's) must not leave the others running after the test.
+        try:
+            for component in reversed(self.components):
+                with suppress(Exception):
+                    _terminate(component.process)
+        finally:
+            for component in self.components:
+                with suppress(ProcessLookupError, PermissionError):
+                    os.killpg(component.process.pid, signal.SIGKILL)
 
 
 def _postgres_query(dsn: str, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -245,7 +253,8 @@ def _postgres_query(dsn: str, sql: str, params: tuple[Any, ...]) -> list[tuple[A
         psycopg2.extras.register_default_jsonb(connection, loads=lambda text: text)
         psycopg2.extras.register_default_json(connection, loads=lambda text: text)
         with connection.cursor() as cursor:
-            cursor.execute(sql.replace("?", "%s"), params)
+            # psycopg2's placeholders are %s, so a literal % must be doubled.
+            cursor.execute(sql.replace("%", "%%").replace("?", "%s"), params)
             return list(cursor.fetchall())
 
 

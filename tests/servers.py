@@ -114,7 +114,6 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
     if run_as:
         os.chown(root, run_as["user"], run_as["group"])
     data = root / "data"
-    started = False
     try:
         _run(
             bindir,
@@ -141,24 +140,30 @@ def postgres_cluster() -> Iterator[PostgresCluster]:
                     "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "180", "start",
                     run_as=run_as, cwd=root, timeout=240,
                 )  # fmt: skip
-                started = True
                 break
             except RuntimeError:
-                if attempt == 2:
+                if attempt == 2 or (data / "postmaster.pid").exists():
                     raise
         yield PostgresCluster(bindir, root, port, run_as)
     finally:
-        if started:
-            try:
-                _run(
-                    bindir, "pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop",
-                    run_as=run_as, cwd=root, timeout=90,
-                )  # fmt: skip
-            except (RuntimeError, subprocess.TimeoutExpired):
-                with suppress(OSError, ValueError, IndexError):
-                    pid = int((data / "postmaster.pid").read_text().splitlines()[0])
-                    os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(root, ignore_errors=True)
+        try:
+            # Whatever happened before (a pg_ctl that timed out may still have started it).
+            if (data / "postmaster.pid").exists():
+                _stop_postgres(bindir, data, run_as, root)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+def _stop_postgres(bindir: Path, data: Path, run_as: dict[str, Any], root: Path) -> None:
+    try:
+        _run(
+            bindir, "pg_ctl", "-D", str(data), "-m", "fast", "-w", "-t", "60", "stop",
+            run_as=run_as, cwd=root, timeout=90,
+        )  # fmt: skip
+    except (RuntimeError, subprocess.TimeoutExpired):
+        with suppress(OSError, ValueError, IndexError):
+            pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+            os.kill(pid, signal.SIGKILL)
 
 
 @dataclass
@@ -172,13 +177,21 @@ class RedisServer:
         return f"redis://127.0.0.1:{self.port}/0"
 
 
-def _pong(port: int) -> bool:
+def _answers_as(port: int, pid: int) -> bool:
+    """Whether the Redis on ``port`` is the process ``pid``: another test session's Redis may have
+    taken the port first, and ours then exits while theirs answers."""
     try:
         with closing(socket.create_connection(("127.0.0.1", port), timeout=1)) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            sock.sendall(b"INFO server\r\n")
+            answer = b""
+            while b"process_id:" not in answer or not answer.endswith(b"\r\n"):
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                answer += chunk
     except OSError:
         return False
+    return f"process_id:{pid}\r\n".encode() in answer
 
 
 @contextmanager
@@ -199,7 +212,7 @@ def redis_server(folder: Path, timeout: float = 60) -> Iterator[RedisServer]:
         )  # fmt: skip
     try:
         deadline = time.monotonic() + timeout
-        while not _pong(port):
+        while not _answers_as(port, process.pid):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"redis-server did not start:\n{log.read_text(errors='replace')[-2000:]}")
             time.sleep(0.1)
