@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -13,10 +15,12 @@ from urllib.parse import urlsplit, urlunsplit
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 
 from airflow_provider_gini._compat import AirflowFailException
+from airflow_provider_gini.client.api import safe_id
 from airflow_provider_gini.client.errors import GiniConfigError, GiniPullIncomplete
 from airflow_provider_gini.client.settings import checked_rate
 from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
+from airflow_provider_gini.pull.arrivals import announced_ids
 from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
 from airflow_provider_gini.pull.state import STATE, PullState, StateFile, default_key
@@ -99,8 +103,14 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
     task instance attaches it to. Its URI never holds the connection id. With the ``openlineage`` extra,
     the run's OpenLineage events name the Gini API as input and the destination as output.
 
+    **By id.** ``document_ids`` (a list, or a JSON list or comma-separated string from a
+    template) pulls exactly those documents; ``ids_from_asset_events=True`` takes them from the
+    run's triggering asset events of GiniNewDocumentsTrigger (triggers/arrivals.py). Such a pull
+    has no window and keeps no watermark; every id is in the manifest, and the task fails when
+    more than ``max_failed_documents`` of them are failed or still processing.
+
     Returns (XCom) ``{"manifest", "pulled", "skipped", "errored", "pending", "gone", "failed",
-    "window", "watermark", "unfinished"}``.
+    "window", "watermark", "unfinished"}`` (``window`` None for a pull by id).
     """
 
     template_fields: Sequence[str] = (
@@ -111,6 +121,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         "created_before",
         "watermark_key",
         "include_processed",
+        "document_ids",
     )
 
     def __init__(
@@ -135,8 +146,19 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         destination_conn_id: str | None = None,
         file_mode: int = FILE_MODE,
         folder_mode: int = FOLDER_MODE,
+        document_ids: Any = None,
+        ids_from_asset_events: bool = False,
         **kwargs: Any,
     ) -> None:
+        by_id = document_ids is not None or ids_from_asset_events
+        if document_ids is not None and ids_from_asset_events:
+            raise ValueError("Give document_ids or ids_from_asset_events=True, not both")
+        windowed = (start, created_after, created_before, watermark_key)
+        if by_id and (any(v is not None for v in windowed) or full_history or advance_watermark):
+            raise ValueError(
+                "A pull by document id has no window and no watermark: drop start, full_history, "
+                "created_after, created_before, watermark_key and advance_watermark"
+            )
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         if max_requests_per_second is not None:
@@ -174,6 +196,8 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self.destination_conn_id = destination_conn_id
         self.file_mode = file_mode
         self.folder_mode = folder_mode
+        self.document_ids = document_ids
+        self.ids_from_asset_events = ids_from_asset_events
         # Every worker and the lister hold a connection at once: a smaller pool would make them
         # queue for connections (and urllib3 warn that the pool is full).
         self.hook_params["pool_size"] = max(int(self.hook_params.get("pool_size", 0)), max_workers + 2)
@@ -189,8 +213,9 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             store = Store(root, self.file_mode, self.folder_mode)
             key = self.watermark_key or default_key(context, self.gini_conn_id)
             advance = _flag(self.advance_watermark, "advance_watermark")
+            ids = self._requested_ids(context)
             # The same reading of created_after as the window rule's: None, "" and "None" are unset.
-            stateful = moment(self.created_after, "created_after") is None or advance
+            stateful = ids is None and (moment(self.created_after, "created_after") is None or advance)
             # The lease comes before any other write: it is what tells other pulls this one is
             # alive (pull/lease.py). Pulls with one watermark key take turns.
             store.ensure_writable(key if stateful else None, holder=f"{context.get('run_id')} {self.task_id}")
@@ -200,7 +225,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
                     self.log.info("Removed %d file(s) that killed pulls left in %s", swept, root)
                 if store.lease is not None:
                     store.lease.wait_turn(self._stopping, self._waiting)
-                return self._pull(context, store, StateFile(store, key), stateful, advance)
+                return self._pull(context, store, StateFile(store, key), stateful, advance, ids)
             finally:
                 store.close()
 
@@ -224,26 +249,55 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         if self._puller is not None:
             threading.Thread(target=self._puller.stop, name="gini-pull-stop", daemon=True).start()
 
+    def _requested_ids(self, context: Context) -> list[str] | None:
+        """The ids of a pull by id (document_ids, or the triggering asset events'), else None."""
+        if _flag(self.ids_from_asset_events, "ids_from_asset_events"):
+            events = context.get("triggering_asset_events") or {}
+            ids = announced_ids(getattr(e, "extra", None) for found in events.values() for e in found)
+            if not ids:
+                self.log.warning(
+                    "No GiniNewDocumentsTrigger event triggered this run, so it pulls nothing: "
+                    "ids_from_asset_events=True takes its documents from those events only"
+                )
+            return ids
+        if self.document_ids is None:
+            return None
+        return requested_ids(self.document_ids)
+
     def _pull(
-        self, context: Context, store: Store, state_file: StateFile, stateful: bool, advance: bool
+        self,
+        context: Context,
+        store: Store,
+        state_file: StateFile,
+        stateful: bool,
+        advance: bool,
+        ids: list[str] | None,
     ) -> dict[str, Any]:
         root = store.root
         state = state_file.load() if stateful else PullState(state_file.key)
         run_id = context.get("run_id")
         run_id = run_id if isinstance(run_id, str) else None
-        plan = plan_window(
-            context,
-            created_after=self.created_after,
-            created_before=self.created_before,
-            start=self.start,
-            full_history=_flag(self.full_history, "full_history"),
-            advance_watermark=advance,
-            watermark=state.start_for(run_id),
-        )
-        retry = sorted(state.outstanding)
-        shown_window: list[str | None] = [plan.end.isoformat(), plan.end.isoformat()]
-        if plan.window is not None:
-            shown_window = plan.window.as_strings()
+        shown_window: list[str | None] = [None, None]
+        if ids is not None:
+            plan, retry = None, ids
+            described = f"{len(ids)} document(s) by id"
+        else:
+            plan = plan_window(
+                context,
+                created_after=self.created_after,
+                created_before=self.created_before,
+                start=self.start,
+                full_history=_flag(self.full_history, "full_history"),
+                advance_watermark=advance,
+                watermark=state.start_for(run_id),
+            )
+            retry = sorted(state.outstanding)
+            shown_window = [plan.end.isoformat(), plan.end.isoformat()]
+            if plan.window is not None:
+                shown_window = plan.window.as_strings()
+            described = (
+                f"created in {plan.describe()}, and {len(retry)} unfinished document(s) of earlier pulls,"
+            )
         ti = context.get("ti")
         try_number = getattr(ti, "try_number", 1)
         try_number = try_number if isinstance(try_number, int) else 1
@@ -252,19 +306,19 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         name = manifest_name(run_id, shown_window, try_number, task)
         manifest = ManifestWriter(store, f"{MANIFESTS}/{name}")
         self.log.info(
-            "Pulling Gini documents created in %s, and %d unfinished document(s) of earlier pulls, "
-            "into %s (watermark %s: %s)",
-            plan.describe(),
-            len(retry),
+            "Pulling Gini documents %s into %s (watermark %s: %s)",
+            described,
             root,
             state_file.key,
             state.watermark.isoformat() if state.watermark else "none yet",
         )
-        self._lineage = PullLineage(self.hook.gini.settings.api_url, store.uri(), plan.describe())
+        self._lineage = PullLineage(
+            self.hook.gini.settings.api_url, store.uri(), plan.describe() if plan else described
+        )
         self._puller = Puller(self.hook, store, self._options())
         listed_at = datetime.now(timezone.utc)
         try:
-            result = self._puller.run(plan.window, manifest, retry)
+            result = self._puller.run(plan.window if plan else None, manifest, retry)
         except BaseException:
             # What was done is recorded; the watermark stays, so the next try covers it all again.
             manifest.commit() if any(manifest.counts.values()) else manifest.abort()
@@ -275,7 +329,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         # state, tried first by every pull, and does not hold the watermark (or the DAG) back.
         new = [i for i in result.incomplete if not stateful or state.is_new(i, run_id)]
         acceptable = len(new) <= self.max_failed_documents
-        if stateful:
+        if stateful and plan is not None:
             # Never past what the listing can have seen: a window that ends in the future, a
             # document Gini lists a little late, or a clock that differs from Gini's would
             # otherwise leave documents behind the watermark. The next pull lists the overlap
@@ -318,7 +372,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         return {
             "manifest": manifest.uri,
             **counts,
-            "window": shown_window,
+            "window": shown_window if plan else None,
             "watermark": state.watermark.isoformat() if stateful and state.watermark else None,
             # The first ids only, so XCom stays small; the manifest and the state have them all.
             "unfinished": result.incomplete[:XCOM_IDS],
@@ -383,6 +437,17 @@ def incomplete_error(result: PullResult, allowed: int, pending_timeout: float, k
     if not result.pending and all(result.terminal.values()):
         return AirflowFailException(message + " Not retried: another try cannot succeed.")
     return GiniPullIncomplete(message, failed=result.failed, pending=result.pending)
+
+
+def requested_ids(value: Any) -> list[str]:
+    """document_ids as given: a list, or a rendered template (a JSON list, or ids separated by
+    commas or spaces); each must be a plain id. Order kept, duplicates dropped."""
+    if isinstance(value, str):
+        text = value.strip()
+        value = json.loads(text) if text.startswith("[") else [i for i in re.split(r"[\s,]+", text) if i]
+    if not isinstance(value, (list, tuple)):
+        raise GiniConfigError(f"document_ids must be a list of ids, got {type(value).__name__}")
+    return list(dict.fromkeys(safe_id(i, "document id in document_ids") for i in value))
 
 
 def _ids(ids: list[str]) -> str:

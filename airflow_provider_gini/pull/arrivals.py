@@ -1,0 +1,275 @@
+"""New documents of an account, found by polling its document list, and what has been announced
+of them, kept in a small JSON file so that a restarted triggerer goes on where it stopped.
+
+A document is *announced* once, when it is first seen COMPLETED and was created at or after
+``since`` (the first poll's time, unless given). ERROR documents are settled without an
+announcement; PENDING ones (and progresses Gini does not document) are remembered and looked at
+again on every poll until they finish or are gone.
+
+Each poll lists the documents created from ``high - lag`` on (``high``: the latest creation date
+seen), through the listing's conformance rules (client/listing.py), so a document Gini lists a
+little late is still found, and only recent documents are paged through. Between those listings
+a poll may look at the first page only: when it is unchanged and can show a new document (a list
+with a ``totalCount``, or newest first), nothing is new. What a first page cannot show (one
+document deleted and one uploaded between two polls, in an oldest-first list) is caught by the
+full listing every ``full_listing_every`` seconds.
+
+Announced until stored. An event can be lost on its way to a DAG run: a triggerer that stops
+right after handing it over, or Airflow's scheduler, which queues one run per asset and
+consumes only the events up to the first one queued, so an event that arrives while that run is
+being created starts no run. So a document stays announced until the pull has stored it
+(``<destination>/<id>/document.json``): every ``reannounce_after`` seconds it is announced again
+(``"redelivered": true``), and the pull skips what is already stored. The state is written after
+each event has been handed over; a stop before that announces the event's documents again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_provider_gini.client.api import GiniAPI, safe_id
+from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
+from airflow_provider_gini.client.listing import DocumentListing, created
+from airflow_provider_gini.pull.storage import Store
+
+log = logging.getLogger("airflow_provider_gini.arrivals")
+
+EVENTS = "_events"  # under the destination; apart from _state/, which pulls sweep
+KIND = "gini.new_documents"  # the payload's "kind", by which a pull finds its ids
+VERSION = 1
+# Announced documents waiting to be stored that the state keeps, about 60 bytes each.
+MAX_UNSTORED = 20_000
+
+
+@dataclass
+class ArrivalState:
+    key: str
+    since: int  # epoch ms: documents created from here on are announced
+    high: int  # epoch ms: the latest creation date seen
+    seen: dict[str, int] = field(default_factory=dict)  # announced or settled, within the lag
+    pending: dict[str, int] = field(default_factory=dict)  # listed, not finished yet
+    unstored: dict[str, float] = field(default_factory=dict)  # announced, not stored: id -> when
+    probe: list[Any] | None = None  # the first page at the last full listing
+    listed_at: float = 0.0  # epoch s of the last full listing
+    batches: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {"version": VERSION, **asdict(self)}
+
+    @classmethod
+    def from_json(cls, body: Any, key: str) -> ArrivalState:
+        if not isinstance(body, dict) or body.get("version") != VERSION or body.get("key") != key:
+            raise ValueError(f"not a version {VERSION} state of key {key!r}")
+        state = cls(**{name: body[name] for name in cls.__dataclass_fields__ if name in body})
+        ints = (state.since, state.high, state.batches)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in ints):
+            raise ValueError("since, high and batches must be integers")
+        for name in ("seen", "pending"):
+            entries = getattr(state, name)
+            if not isinstance(entries, dict) or not all(isinstance(v, int) for v in entries.values()):
+                raise ValueError(f"{name} must map ids to creation dates")
+        if not isinstance(state.unstored, dict):
+            raise ValueError("unstored must map ids to when they were announced")
+        return state
+
+
+class ArrivalStore:
+    """The state's file, ``<destination>/_events/<key>-<digest>.json``, written atomically."""
+
+    def __init__(self, store: Store, key: str) -> None:
+        if not isinstance(key, str) or not key.strip():
+            raise GiniConfigError("The new-documents key must be a non-empty string")
+        self.store, self.key = store, key
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:80]
+        self.relative = f"{EVENTS}/{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+        self.uri = store.uri(self.relative)
+
+    def load(self) -> ArrivalState | None:
+        """The state, None when there is none yet. An unreadable one is an error, never a start
+        from nothing, which would announce again or skip what arrived meanwhile."""
+        if not self.store.exists(self.relative):
+            return None
+        try:
+            return ArrivalState.from_json(self.store.read_json(self.relative), self.key)
+        except (ValueError, TypeError, json.JSONDecodeError) as exc:
+            raise GiniConfigError(
+                f"The new-documents state {self.uri} cannot be read ({type(exc).__name__}: {exc}). "
+                "Restore it, or delete it and set since= to say from when documents are new"
+            ) from None
+
+    def save(self, state: ArrivalState) -> None:
+        self.store.makedirs(EVENTS)
+        self.store.write_json(self.relative, state.to_json())
+
+
+def _probe(page: dict[str, Any]) -> tuple[list[Any], bool]:
+    """A first page's fingerprint, and whether an unchanged one proves that nothing is new: its
+    list has a totalCount (an upload changes it), or is newest first (an upload leads it)."""
+    docs = page["documents"]
+    dates = [created(d) for d in docs]
+    total = page.get("totalCount")
+    fingerprint = [total, [[d.get("id"), c] for d, c in zip(docs, dates, strict=True)]]
+    descending = len(set(dates)) > 1 and all(a >= b for a, b in itertools.pairwise(dates))
+    return fingerprint, total is not None or descending
+
+
+class Arrivals:
+    """One account's new documents, polled through ``api``, with ``state`` updated in place."""
+
+    def __init__(
+        self,
+        api: GiniAPI,
+        state: ArrivalState,
+        *,
+        lag: float = 300.0,
+        page_size: int = 100,
+        full_listing_every: float = 300.0,
+        reannounce_after: float = 300.0,
+        clock: Any = time.time,
+    ) -> None:
+        self.api, self.state = api, state
+        self.lag_ms = int(lag * 1000)
+        self.page_size = page_size
+        self.full_listing_every = full_listing_every
+        self.reannounce_after = reannounce_after
+        self.clock = clock
+        self.requests = 0  # of the last poll, for its log line
+
+    def poll(self) -> list[dict[str, Any]]:
+        """The documents newly COMPLETED since the last poll, oldest first, as ``{"id",
+        "creationDate", "name"}``; the state is updated but not saved."""
+        self.requests = 0
+        state, now = self.state, self.clock()
+        found: dict[str, dict[str, Any]] = {}
+        limit = max(self.page_size, 3)  # the listing's own first page, so it can start from it
+        page = self.api.list_documents(limit=limit)
+        self.requests += 1
+        fingerprint, telling = _probe(page)
+        quiet = telling and fingerprint == state.probe and now - state.listed_at < self.full_listing_every
+        if not quiet:
+            lower = max(state.since, state.high - self.lag_ms)
+            first: list[dict[str, Any]] = [page]
+
+            def fetch(params: dict[str, int]) -> dict[str, Any]:
+                # The listing starts with the page the probe just fetched.
+                return (
+                    first.pop()
+                    if first and params == {"limit": limit}
+                    else self.api.list_documents(**_named(params))
+                )
+
+            listing = DocumentListing(fetch, lower, None, limit)
+            for doc in listing:
+                self._take(doc, found)
+            self.requests += listing.stats.requests - 1
+            state.probe, state.listed_at = fingerprint, now
+        for document_id in [i for i in state.pending if i not in found]:
+            self._recheck(document_id, found)
+        floor = state.high - self.lag_ms
+        state.seen = {i: c for i, c in state.seen.items() if c >= floor}
+        return sorted(found.values(), key=lambda d: (d["creationDate"], d["id"]))
+
+    def _take(self, doc: dict[str, Any], found: dict[str, dict[str, Any]]) -> None:
+        state = self.state
+        document_id = safe_id(doc.get("id"), "listed document id")
+        date = created(doc)
+        state.high = max(state.high, date)
+        if date < state.since or document_id in state.seen:
+            return
+        progress = doc.get("progress")
+        if progress == "COMPLETED":
+            found[document_id] = {"id": document_id, "creationDate": date, "name": doc.get("name")}
+        elif progress == "ERROR":
+            log.warning("Gini document %s ended in ERROR: not announced", document_id)
+        else:  # PENDING, or a progress Gini does not document: waited for like PENDING
+            state.pending[document_id] = date
+            return
+        state.pending.pop(document_id, None)
+        state.seen[document_id] = date
+
+    def _recheck(self, document_id: str, found: dict[str, dict[str, Any]]) -> None:
+        try:
+            doc = self.api.get_document(document_id)
+        except GiniNotFound:
+            log.info("Gini document %s, still processing when last seen, is gone", document_id)
+            self.state.pending.pop(document_id, None)
+            return
+        finally:
+            self.requests += 1
+        self._take(doc, found)
+
+    def announced(self, ids: Iterable[str]) -> None:
+        """Record a batch handed to the triggerer; the oldest beyond MAX_UNSTORED are let go."""
+        now = self.clock()
+        self.state.batches += 1
+        unstored = self.state.unstored
+        for document_id in ids:
+            unstored.pop(document_id, None)
+            unstored[document_id] = now
+        if len(unstored) > MAX_UNSTORED:
+            dropped = list(unstored)[: len(unstored) - MAX_UNSTORED]
+            log.warning(
+                "%d announced Gini documents are still not stored; no longer announcing the %d oldest "
+                "again (first: %s): pull them by id, or with a scheduled pull",
+                len(unstored),
+                len(dropped),
+                dropped[0],
+            )
+            for document_id in dropped:
+                del unstored[document_id]
+
+    def due(self, stored: Callable[[str], bool]) -> list[str]:
+        """Announced documents not stored yet whose last announcement is ``reannounce_after``
+        seconds old; the stored ones are forgotten."""
+        now = self.clock()
+        for document_id in [i for i in self.state.unstored if stored(i)]:
+            del self.state.unstored[document_id]
+        return [i for i, at in self.state.unstored.items() if now - at >= self.reannounce_after]
+
+
+def _named(params: dict[str, int]) -> dict[str, Any]:
+    """A listing's request parameters as ``list_documents`` names them."""
+    return {"limit": params["limit"], "offset": params.get("offset"), "next_cursor": params.get("next")}
+
+
+def payload(
+    documents: list[dict[str, Any]], gini_conn_id: str, batch: int, redelivered: bool = False
+) -> dict[str, Any]:
+    """A new-documents event's payload: plain values only, no credential."""
+    dates = [d["creationDate"] for d in documents if isinstance(d.get("creationDate"), int)]
+    return {
+        "kind": KIND,
+        "gini_conn_id": gini_conn_id,
+        "document_ids": [d["id"] for d in documents],
+        "count": len(documents),
+        "first_created": min(dates) if dates else None,
+        "last_created": max(dates) if dates else None,
+        "batch": batch,
+        "redelivered": redelivered,
+    }
+
+
+def announced_ids(events: Iterable[Any]) -> list[str]:
+    """The document ids of new-documents payloads among asset events' extras, in order, once
+    each. An event of this kind that is malformed is an error: its ids would be lost."""
+    ids: list[str] = []
+    for extra in events:
+        body = extra.get("payload") if isinstance(extra, dict) else None
+        if not isinstance(body, dict) or body.get("kind") != KIND:
+            continue
+        listed = body.get("document_ids")
+        if not isinstance(listed, list) or len(listed) != body.get("count"):
+            raise GiniConfigError(
+                f"A Gini new-documents event is malformed (document_ids {shown(str(listed), 80)}, "
+                f"count {body.get('count')!r}): its documents cannot be pulled by id"
+            )
+        ids.extend(safe_id(i, "announced document id") for i in listed)
+    return list(dict.fromkeys(ids))
