@@ -24,13 +24,39 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "hooks": [{"integration-name": "Gini", "python-modules": ["airflow_provider_gini.hooks.gini"]}],
         "operators": [
-            {"integration-name": "Gini", "python-modules": ["airflow_provider_gini.operators.documents"]}
+            {
+                "integration-name": "Gini",
+                "python-modules": [
+                    "airflow_provider_gini.operators.documents",
+                    "airflow_provider_gini.operators.payments",
+                ],
+            }
         ],
         "sensors": [
-            {"integration-name": "Gini", "python-modules": ["airflow_provider_gini.sensors.documents"]}
+            {
+                "integration-name": "Gini",
+                "python-modules": [
+                    "airflow_provider_gini.sensors.documents",
+                    "airflow_provider_gini.sensors.payments",
+                ],
+            }
         ],
         "triggers": [
-            {"integration-name": "Gini", "python-modules": ["airflow_provider_gini.triggers.documents"]}
+            {
+                "integration-name": "Gini",
+                "python-modules": [
+                    "airflow_provider_gini.triggers.documents",
+                    "airflow_provider_gini.triggers.arrivals",
+                    "airflow_provider_gini.triggers.payments",
+                ],
+            }
+        ],
+        "transfers": [
+            {
+                "source-integration-name": "Gini",
+                "target-integration-name": "Common SQL",
+                "python-module": "airflow_provider_gini.transfers.gini_to_sql",
+            }
         ],
         "connection-types": [
             {

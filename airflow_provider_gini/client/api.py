@@ -48,6 +48,20 @@ _MAGIC = (
     (b"II*\x00", "image/tiff"),
     (b"MM\x00*", "image/tiff"),
 )
+# What a part of a composite document may be, by its sniffed media type: the subtype of its
+# partial media type, application/vnd.gini.v<N>.partial+<subtype> (Gini's docs, Submit Files;
+# gini-mobile-android MediaTypes.forPartialDocument builds it from the file's media type).
+PARTIAL_SUBTYPES = {
+    "application/pdf": "pdf",
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/gif": "gif",
+    "image/tiff": "tiff",
+}
+# A metadata name, the <Name> of an X-Document-Metadata-<Name> header: an HTTP token (RFC 9110
+# tchar). Values go as they are: printable ASCII, no spaces at either end (HTTP would strip them).
+METADATA_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+METADATA_VALUE = re.compile(r"(?:[!-~](?:[ -~]*[!-~])?)?")
 
 
 def epoch_ms(moment: Moment) -> int:
@@ -274,6 +288,7 @@ class GiniAPI:
         metadata: Mapping[str, str] | None = None,
     ) -> str:
         """Upload a document (a path, bytes or a binary file object) and return its id.
+        ``metadata`` goes as ``X-Document-Metadata-<name>`` headers (``check_metadata``).
 
         Not idempotent: it is retried only when the request provably never reached Gini, so a
         retry can never create a second document.
@@ -281,34 +296,63 @@ class GiniAPI:
         data, name = _read_upload(file, filename)
         media = content_type or _guess_type(data, name)
         params = {k: v for k, v in (("filename", name), ("doctype", doctype)) if v}
-        headers = {"Content-Type": media}
-        for key, value in (metadata or {}).items():
-            if not key.isascii() or not str(value).isascii():
-                raise GiniConfigError(f"Document metadata must be ASCII: {key!r}")
-            headers[f"X-Document-Metadata-{key}"] = str(value)
+        headers = {"Content-Type": media, **metadata_headers(metadata)}
         return self._create("/documents", "POST /documents", data=data, params=params, headers=headers)
 
-    def create_composite_document(
-        self, partials: Sequence[str], rotations: Sequence[int] | None = None
+    def upload_partial_document(
+        self,
+        file: FileInput,
+        filename: str | None = None,
+        doctype: str | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> str:
-        """A composite document from partial documents (ids or URIs), in page order."""
+        """Upload one part of a composite document (a PDF or an image: ``PARTIAL_SUBTYPES``) as a
+        partial document, ``application/vnd.gini.v<N>.partial+<subtype>``, and return its id."""
+        data, name = _read_upload(file, filename)
+        subtype = partial_subtype(data)
+        if subtype is None:
+            raise GiniConfigError(
+                f"Cannot upload {shown(name or 'the file', 200)!r} as a partial document: it is not a "
+                f"{', '.join(sorted(set(PARTIAL_SUBTYPES.values())))} file"
+            )
+        media = f"application/vnd.gini.v{self.gini.settings.api_version}.partial+{subtype}"
+        return self.upload_document(
+            data, filename=name, doctype=doctype, content_type=media, metadata=metadata
+        )
+
+    def create_composite_document(
+        self,
+        partials: Sequence[str],
+        rotations: Sequence[int] | None = None,
+        filename: str | None = None,
+        doctype: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> str:
+        """A composite document from partial documents (ids or URIs), in page order, each turned
+        by its rotation (a multiple of 90 degrees, sent normalised to 0, 90, 180 or 270 as
+        Gini's iOS library documents it). Not idempotent, like an upload."""
         if not partials:
             raise GiniConfigError("A composite document needs at least one partial document")
         rotations = list(rotations or [0] * len(partials))
         if len(rotations) != len(partials):
             raise GiniConfigError("Give one rotation per partial document")
+        for rotation in rotations:
+            if isinstance(rotation, bool) or not isinstance(rotation, int) or rotation % 90:
+                raise GiniConfigError(f"A rotation must be a multiple of 90 degrees, got {rotation!r}")
         body = {
             "partialDocuments": [
                 {
                     "document": p if "://" in p else self.gini.url(f"/documents/{segment(p)}"),
-                    "rotationDelta": r,
+                    "rotationDelta": r % 360,
                 }
                 for p, r in zip(partials, rotations, strict=True)
             ]
         }
+        params = {k: v for k, v in (("filename", filename), ("doctype", doctype)) if v}
         media = f"application/vnd.gini.v{self.gini.settings.api_version}.composite+json"
+        headers = {"Content-Type": media, **metadata_headers(metadata)}
         return self._create(
-            "/documents", "POST /documents (composite)", json=body, headers={"Content-Type": media}
+            "/documents", "POST /documents (composite)", json=body, params=params, headers=headers
         )
 
     def _create(self, path: str, what: str, **kwargs: Any) -> str:
@@ -467,6 +511,55 @@ class GiniAPI:
             raise GiniProtocolError("Gini answered a payment request that is not a JSON object")
         return body
 
+    def list_payment_requests(self) -> list[dict[str, Any]]:
+        """``GET /paymentRequests``: the user's payment requests, a bare JSON array as the SDKs
+        decode it (docs/gini-compat.md). Items carry their id only in ``_links._self``."""
+        body = self._json("GET", "/paymentRequests", "GET /paymentRequests")
+        if not isinstance(body, list) or not all(isinstance(item, dict) for item in body):
+            raise GiniProtocolError(
+                "Gini answered a payment request list that is not a JSON array of objects"
+            )
+        return body
+
+    def resolve_payment_request(
+        self,
+        payment_request_id: str,
+        *,
+        recipient: str,
+        iban: str,
+        amount: str,
+        purpose: str,
+        bic: str | None = None,
+    ) -> dict[str, Any]:
+        """``POST /paymentRequests/{id}/payment``: a payer's bank app marks the request paid (the
+        Bank API's "resolve"); returns the resolved request. Not idempotent: never re-sent once
+        it may have reached Gini (a second one answers 409)."""
+        body = {"recipient": recipient, "iban": iban, "amount": amount, "purpose": purpose}
+        if bic:
+            body["bic"] = bic
+        resolved = self.gini.call(
+            "POST",
+            f"/paymentRequests/{segment(payment_request_id)}/payment",
+            what=f"POST /paymentRequests/{shown(payment_request_id, 80)}/payment",
+            read=json_of,
+            idempotent=False,
+            expect=(200, 201),
+            json=body,
+            headers={"Content-Type": self.gini.settings.media_type},
+        )
+        if not isinstance(resolved, dict):
+            raise GiniProtocolError("Gini answered a resolved payment request that is not a JSON object")
+        return resolved
+
+    def delete_payment_request(self, payment_request_id: str) -> None:
+        self.gini.call(
+            "DELETE",
+            f"/paymentRequests/{segment(payment_request_id)}",
+            what=f"DELETE /paymentRequests/{shown(payment_request_id, 80)}",
+            read=lambda r: None,
+            expect=(204,),
+        )
+
 
 def _read_upload(file: FileInput, filename: str | None) -> tuple[bytes, str | None]:
     if isinstance(file, (bytes, bytearray)):
@@ -490,6 +583,55 @@ def _read_upload(file: FileInput, filename: str | None) -> tuple[bytes, str | No
     if len(data) >= MAX_UPLOAD_BYTES:
         raise GiniConfigError(f"The document has {len(data)} bytes; Gini accepts documents under 10 MiB")
     return data, name
+
+
+def partial_subtype(data: bytes) -> str | None:
+    """The partial media subtype (``pdf``, ``png``, ...) of a file's bytes, by their magic
+    number; None for anything that cannot be a partial document."""
+    for magic, media in _MAGIC:
+        if data.startswith(magic):
+            return PARTIAL_SUBTYPES.get(media)
+    return None
+
+
+def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    """``metadata`` if Gini can take it as ``X-Document-Metadata-<name>`` headers unchanged, else
+    GiniConfigError naming every bad entry: names are HTTP tokens, unique ignoring case (HTTP
+    headers are), values strings of printable ASCII without spaces at either end. Nothing is
+    encoded or cut here: a value must reach Gini as given."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise GiniConfigError(
+            f"Document metadata must be a mapping of names to values, got {type(metadata).__name__}"
+        )
+    problems: list[str] = []
+    seen: dict[str, str] = {}
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not METADATA_NAME.fullmatch(name):
+            problems.append(
+                f"name {shown(str(name), 80)!r} is not an HTTP token (ASCII letters, digits, -_.!#$%&'*+^`|~)"
+            )
+        elif name.lower() in seen:
+            problems.append(f"names {seen[name.lower()]!r} and {name!r} differ only in case")
+        else:
+            seen[name.lower()] = name
+        if not isinstance(value, str):
+            problems.append(
+                f"the value of {shown(str(name), 80)!r} is a {type(value).__name__}, not a string"
+            )
+        elif not METADATA_VALUE.fullmatch(value):
+            problems.append(
+                f"the value of {shown(str(name), 80)!r} is not printable ASCII without spaces at either end "
+                "(percent-encode it, e.g. with urllib.parse.quote)"
+            )
+    if problems:
+        raise GiniConfigError(f"Invalid document metadata: {'; '.join(problems)}")
+    return dict(metadata)
+
+
+def metadata_headers(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    return {f"X-Document-Metadata-{name}": value for name, value in check_metadata(metadata).items()}
 
 
 def _guess_type(data: bytes, name: str | None) -> str:

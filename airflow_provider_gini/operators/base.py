@@ -10,7 +10,7 @@ from typing import Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_gini._compat import AirflowFailException
+from airflow_provider_gini._compat import AirflowException, AirflowFailException
 from airflow_provider_gini.client.errors import is_terminal
 from airflow_provider_gini.hooks.gini import GiniHook
 
@@ -29,6 +29,25 @@ def terminal_errors() -> Iterator[None]:
         if is_terminal(exc):
             raise AirflowFailException(f"{exc}. Not retried: another try cannot succeed.") from exc
         raise
+
+
+def raise_for_event(
+    event: dict[str, Any], subject: str, on_timeout: type[Exception] = AirflowException
+) -> None:
+    """Raise for a trigger event (triggers/documents.py's PollingTrigger) that is not a success:
+    ``failed`` and terminal errors without retries, ``timeout`` as ``on_timeout`` (a sensor's
+    AirflowSensorTimeout), anything else as a retryable AirflowException."""
+    status = event.get("status")
+    if status == "success":
+        return
+    message = event.get("message") or f"Waiting for {subject} ended with {status}"
+    if status == "timeout":
+        raise on_timeout(message)
+    if status == "failed":
+        raise AirflowFailException(message)
+    if status == "error" and event.get("terminal"):  # e.g. a refused password: no retries
+        raise AirflowFailException(f"{message}. Not retried: another try cannot succeed.")
+    raise AirflowException(message)
 
 
 class GiniBaseOperator(BaseOperator):

@@ -9,28 +9,38 @@ uploaded the same content:
    sha256 there as soon as Gini answers. A later try with the same content adopts that id (if
    the document still exists); with other content it uploads. Exact, and works against Gini.
 2. **The upload's tag**, sent as Gini metadata headers (``X-Document-Metadata-<name>``): the DAG
-   id, run id, task id, map index and the content's sha256. A document whose JSON returns the
-   tag with all five values equal is adopted. Gini is not known to return upload metadata (its
-   SDK docs call it "intended to be used for reporting"); the sandbox does with its
-   ``echo_metadata`` switch. This covers what (1) cannot: Airflow 3.0-3.2, and a try killed
-   after Gini stored the upload but before its answer arrived.
+   id, run id, task id, map index and the content's sha256, and for the parts of a composite
+   document which part it is (``Airflow-Part``: ``partial-<k>``, ``composite``). A document
+   whose JSON returns exactly this tag (every tag name, and no other) is adopted. Gini is not
+   known to return upload metadata (its SDK docs call it "intended to be used for reporting");
+   the sandbox does with its ``echo_metadata`` switch. This covers what (1) cannot: Airflow
+   3.0-3.2, and a try killed after Gini stored the upload but before its answer arrived.
 
 Otherwise a later try uploads again, and warns naming the same-name documents of the run it
 could not prove to be its own: if an earlier try's upload reached Gini, one of them is a
 duplicate.
+
+A composite document is proven part by part: its partials (page k of this task instance: the
+tag with ``partial-<k>`` and page k's sha256) and the composite itself, whose sha256 is that of
+its pages' sha256s and rotations. So a later try adopts what it can prove and uploads the rest.
+
+User metadata (the operator's ``metadata``) travels beside the tag and can neither break nor
+forge it: names starting with ``Airflow-`` and ``Content-Sha256`` are reserved (ignoring case),
+and only reserved names are read back as the tag.
 """
 
 from __future__ import annotations
 
 import hashlib
 import string
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
 from airflow.sdk import Context
 
-from airflow_provider_gini.client.errors import GiniNotFound, shown
+from airflow_provider_gini.client.api import check_metadata
+from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
 
 TAG_DAG_ID = "Airflow-Dag-Id"
 TAG_RUN_ID = "Airflow-Run-Id"
@@ -38,6 +48,14 @@ TAG_TASK_ID = "Airflow-Task-Id"
 TAG_MAP_INDEX = "Airflow-Map-Index"
 TAG_CONTENT_SHA256 = "Content-Sha256"
 UPLOAD_TAG = (TAG_DAG_ID, TAG_RUN_ID, TAG_TASK_ID, TAG_MAP_INDEX, TAG_CONTENT_SHA256)
+# Which part of a composite document an upload is: "partial-<k>" (k from 1, in page order) or
+# "composite". A plain upload has none.
+TAG_PART = "Airflow-Part"
+COMPOSITE_PART = "composite"
+# Metadata names the tag owns, ignoring case: every Airflow-* name (the tag's, and room for more)
+# and Content-Sha256. User metadata may not use them.
+RESERVED_PREFIX = "airflow-"
+RESERVED_NAMES = frozenset({TAG_CONTENT_SHA256.lower()})
 # Where a document's JSON would carry its upload metadata: the sandbox's shape under its
 # echo_metadata switch ({name: value}, names lower-case without the header prefix), not Gini's:
 # no Gini source shows the metadata read back (docs/gini-compat.md).
@@ -53,10 +71,31 @@ RECORD_KEY = "gini_upload"
 _SAFE = "".join(c for c in string.printable if "!" <= c <= "~" and c != "%")
 
 
-def upload_tag(context: Context, data: bytes) -> dict[str, str]:
-    """The idempotency tag of an upload of ``data`` by the task instance of ``context``: Gini
-    metadata names to ASCII values. Values Airflow does not give (no task instance: the
-    operator executed by hand) are left out, and such a tag never adopts a document."""
+def upload_tag(context: Context, data: bytes, part: str | None = None) -> dict[str, str]:
+    """The idempotency tag of an upload of ``data`` by the task instance of ``context`` (as
+    ``part`` of a composite document, see partial_part): Gini metadata names to ASCII values.
+    Values Airflow does not give (no task instance: the operator executed by hand) are left out,
+    and such a tag never adopts a document."""
+    return _tag(context, hashlib.sha256(data).hexdigest(), part)
+
+
+def partial_part(index: int) -> str:
+    """The ``Airflow-Part`` of the ``index``-th partial (from 1) of a composite document."""
+    return f"partial-{index}"
+
+
+def composite_tag(context: Context, pages: Sequence[bytes], rotations: Sequence[int]) -> dict[str, str]:
+    """The tag of a composite document of ``pages`` turned by ``rotations``: its Content-Sha256
+    is the sha256 of one line ``<page sha256> <rotation>`` per page, in order, so the same pages
+    in the same order and turns make the same composite, whichever partials hold them."""
+    lines = "".join(
+        f"{hashlib.sha256(page).hexdigest()} {rotation}\n"
+        for page, rotation in zip(pages, rotations, strict=True)
+    )
+    return _tag(context, hashlib.sha256(lines.encode("ascii")).hexdigest(), COMPOSITE_PART)
+
+
+def _tag(context: Context, sha256: str, part: str | None) -> dict[str, str]:
     ti = context.get("ti")
     dag_run = context.get("dag_run")
     map_index = getattr(ti, "map_index", None)
@@ -65,9 +104,41 @@ def upload_tag(context: Context, data: bytes) -> dict[str, str]:
         TAG_RUN_ID: getattr(ti, "run_id", None) or context.get("run_id"),
         TAG_TASK_ID: getattr(ti, "task_id", None),
         TAG_MAP_INDEX: None if ti is None else str(-1 if map_index is None else map_index),
-        TAG_CONTENT_SHA256: hashlib.sha256(data).hexdigest(),
+        TAG_CONTENT_SHA256: sha256,
+        TAG_PART: part,
     }
     return {key: tag_value(str(value)) for key, value in values.items() if value is not None}
+
+
+def is_reserved(name: str) -> bool:
+    """Whether a metadata name belongs to the tag (ignoring case)."""
+    folded = name.lower()
+    return folded.startswith(RESERVED_PREFIX) or folded in RESERVED_NAMES
+
+
+def user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
+    """The operator's ``metadata`` checked for Gini (client.api.check_metadata: HTTP-token names,
+    printable ASCII values sent unchanged) and for the tag: a reserved name is refused, naming
+    it and the reserved names, so metadata cannot break or forge the upload's proof."""
+    checked = check_metadata(metadata)
+    taken = sorted(name for name in checked if is_reserved(name))
+    if taken:
+        raise GiniConfigError(
+            f"Document metadata may not use the name(s) {', '.join(map(repr, taken))}: names starting "
+            f"with 'Airflow-' and {TAG_CONTENT_SHA256!r} are reserved, ignoring case, for the upload's "
+            f"idempotency tag ({', '.join((*UPLOAD_TAG, TAG_PART))}). Rename them."
+        )
+    return checked
+
+
+def record_key(tag: Mapping[str, str]) -> str:
+    """The task state store's key for the upload that carries ``tag``: one per part."""
+    return f"{RECORD_KEY}.{tag[TAG_PART]}" if TAG_PART in tag else RECORD_KEY
+
+
+def tag_of(metadata: Mapping[str, Any]) -> dict[str, Any]:
+    """The tag in a document's echoed metadata: its reserved names, lower-case."""
+    return {str(key).lower(): value for key, value in metadata.items() if is_reserved(str(key))}
 
 
 def tag_value(value: str) -> str:
@@ -95,7 +166,7 @@ def record(context: Context, document_id: str, tag: Mapping[str, str]) -> None:
     """Keep what this try uploaded in Airflow's task state store (Airflow 3.3+), for later tries."""
     store = context.get("task_state_store")
     if store is not None and TAG_CONTENT_SHA256 in tag:
-        store.set(RECORD_KEY, {"document_id": document_id, "sha256": tag[TAG_CONTENT_SHA256]})
+        store.set(record_key(tag), {"document_id": document_id, "sha256": tag[TAG_CONTENT_SHA256]})
 
 
 def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: Any) -> str | None:
@@ -104,11 +175,11 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
     ti = context.get("ti")
     try_number = getattr(ti, "try_number", 1)
     store = context.get("task_state_store")
-    kept = store.get(RECORD_KEY) if store is not None else None
+    kept = store.get(record_key(tag)) if store is not None else None
     if isinstance(kept, dict) and isinstance(kept.get("document_id"), str):
         # This task instance's own record of its last upload decides: no search by name.
         return _recorded(hook, kept, tag, try_number, log)
-    if ti is None or try_number <= 1 or set(tag) != set(UPLOAD_TAG):
+    if ti is None or try_number <= 1 or not set(UPLOAD_TAG) <= set(tag):
         return None
     dag_run = context.get("dag_run")
     since = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
@@ -125,8 +196,10 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
         if not isinstance(echoed, dict):
             unproven.append(doc_id)
             continue
-        seen = {str(key).lower(): value for key, value in echoed.items()}
-        if all(seen.get(key) == value for key, value in wanted.items()):
+        # Only the tag's names, all of them: a plain upload's tag never matches a partial's (which
+        # has one name more), and user metadata (never a reserved name) plays no part.
+        seen = tag_of(echoed)
+        if seen == wanted:
             log.info(
                 "Try %d: adopting document %s, uploaded by an earlier try of this task with the "
                 "same content (sha256 %s)",
@@ -137,7 +210,7 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
             return doc_id
         # Its tag differs: another task instance's upload (say, a sibling mapped task's file of
         # the same name), or this task's upload of other content (the file changed).
-        if all(seen.get(key) == value for key, value in wanted.items() if key != sha):
+        if seen.keys() == wanted.keys() and all(seen[key] == wanted[key] for key in wanted if key != sha):
             log.info(
                 "Not adopting document %s: an earlier try of this task uploaded other content "
                 "(sha256 %s, now %s)",

@@ -1,4 +1,5 @@
-"""The admin API under /__sandbox/: faults, clock, tokens, documents, and what was seen.
+"""The admin API under /__sandbox/: faults, clock, tokens, documents, payment requests, and what
+was seen.
 
 Every route but GET /health needs the admin token, and changes carry JSON or no body: the
 guard in access.py checks both before a handler runs. Admin requests are neither faulted nor
@@ -70,6 +71,13 @@ class SettingsChange(BaseModel):
 
 class UserChange(BaseModel):
     password: str = Field(min_length=1)
+
+
+class PaymentRequestChange(BaseModel):
+    # Only "invalid": Gini documents the status (open, paid, invalid) but no source says what
+    # makes a request invalid, so the sandbox never does it by itself; "paid" has Gini's own
+    # route (POST /paymentRequests/{id}/payment).
+    status: Literal["invalid"] = Field(description="The status to set: invalid")
 
 
 class ClockAdvance(BaseModel):
@@ -270,3 +278,29 @@ async def drop_document(request: Request, document_id: str) -> Response:
         raise ApiError(404, f"Document {document_id} not found")
     state.remove_document(doc)
     return Response(status_code=204)
+
+
+@router.get("/paymentRequests", summary="Every user's payment requests, with owner and status")
+async def all_payment_requests(request: Request) -> list[dict[str, Any]]:
+    state = sandbox(request)
+    return [
+        {"id": pr.id, "owner": state.users[pr.owner].email, "status": pr.status, "body": pr.body}
+        for pr in state.payment_requests.values()
+    ]
+
+
+@router.patch(
+    "/paymentRequests/{request_id}",
+    summary="Mark an open payment request invalid (a switch: no Gini source says how one becomes invalid)",
+)
+async def change_payment_request(
+    request: Request, request_id: str, change: PaymentRequestChange
+) -> dict[str, Any]:
+    state = sandbox(request)
+    pr = state.payment_requests.get(request_id)
+    if pr is None:
+        raise ApiError(404, f"Payment request {request_id} not found")
+    if pr.status != "open":
+        raise ApiError(409, f"Payment request {request_id} is already {pr.status}")
+    pr.status = change.status
+    return {"id": pr.id, "status": pr.status}

@@ -77,6 +77,4 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
         return self.document_id
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:
-        if event.get("status") == "timeout":
-            raise AirflowSensorTimeout(event.get("message") or f"Timed out waiting for {self.document_id}")
-        return complete_processing_event(event)
+        return complete_processing_event(event, AirflowSensorTimeout)

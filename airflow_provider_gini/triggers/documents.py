@@ -158,9 +158,10 @@ class _WaitTimedOut(Exception):
     """The wait's deadline passed while a call to Gini was still under way."""
 
 
-class GiniDocumentProcessedTrigger(BaseTrigger):
-    """Fires ``{"status": "success"|"failed"|"timeout"|"error", "document_id", "progress", "message",
-    "terminal"}``; ``terminal`` marks an error a new try cannot fix (a refused password, ...).
+class PollingTrigger(BaseTrigger):
+    """Waits in the triggerer until one thing at Gini is finished, polling it with ``_check``
+    on a thread of its own (see above). Subclasses say what is polled: ``_subject`` ("document
+    <id>"), ``_check`` (one poll) and ``_event`` (their event's shape).
 
     ``timeout`` is in seconds, counted on the triggerer's clock from when the trigger starts
     running; ``end_time`` (an epoch timestamp, in seconds) is what earlier versions serialized
@@ -171,26 +172,31 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        document_id: str,
-        gini_conn_id: str = "gini_default",
-        poll_interval: float = 5.0,
-        timeout: float | None = None,
-        end_time: float | None = None,
-        hook_params: dict[str, Any] | None = None,
+        gini_conn_id: str,
+        poll_interval: float,
+        timeout: float | None,
+        end_time: float | None,
+        hook_params: dict[str, Any] | None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
-        self.document_id = document_id
         self.gini_conn_id = gini_conn_id
         self.poll_interval = float(poll_interval)
         self.timeout = float(timeout) if timeout is not None else None
         self.end_time = float(end_time) if end_time is not None else None
         self.hook_params = dict(hook_params or {})
 
+    def _identity(self) -> dict[str, Any]:
+        """What is waited for, as serialize() carries it: ``{"document_id": ...}``."""
+        raise NotImplementedError
+
+    def _subject(self) -> str:
+        raise NotImplementedError
+
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
             f"{type(self).__module__}.{type(self).__qualname__}",
             {
-                "document_id": self.document_id,
+                **self._identity(),
                 "gini_conn_id": self.gini_conn_id,
                 "poll_interval": self.poll_interval,
                 "timeout": self.timeout,
@@ -198,6 +204,13 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                 "hook_params": self.hook_params,
             },
         )
+
+    def _check(self, hook: Any) -> tuple[TriggerEvent | None, str]:
+        """One poll, on the trigger's thread: the final event, or None and the state seen."""
+        raise NotImplementedError
+
+    def _event(self, status: str, seen: str | None, message: str, terminal: bool = False) -> TriggerEvent:
+        raise NotImplementedError
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         # The timeout starts now, on this process's monotonic clock: not when (nor by which
@@ -216,7 +229,8 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
 
     async def _wait(self, poller: ThreadPoolExecutor, started: float) -> TriggerEvent:
         loop = asyncio.get_running_loop()
-        seen: str | None = None  # the progress Gini last answered, fit to show
+        seen: str | None = None  # what Gini last answered, fit to show
+        subject = self._subject()
         try:
             # The thread is started by the loop's default executor, not on the loop: starting a
             # thread waits for the new thread's first GIL turn, about 10 ms while other triggers'
@@ -245,27 +259,21 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
                     ),
                 )
             while True:
-                doc = await self._call(started, lambda: _on(poller, hook.get_document, self.document_id))
-                progress = doc.get("progress")
-                if progress == "COMPLETED":
-                    return self._event("success", progress, f"Document {self.document_id} is COMPLETED")
-                if progress == "ERROR":
-                    return self._event(
-                        "failed", progress, f"Gini could not process document {self.document_id}"
-                    )
-                seen = shown(str(progress), 40)
+                final, seen = await self._call(started, lambda: _on(poller, self._check, hook))
+                if final is not None:
+                    return final
                 left = self._time_left(started)
                 if left is not None and left <= 0:
-                    return self._event("timeout", seen, f"Document {self.document_id} was still {seen}")
+                    return self._event("timeout", seen, f"{_upper(subject)} was still {seen}")
                 # +-20% jitter: triggers deferred together would otherwise wake together, every
                 # interval, and a thousand simultaneous wake-ups stall the triggerer's loop.
                 delay = self.poll_interval * random.uniform(0.8, 1.2)
                 await asyncio.sleep(delay if left is None else min(delay, left))
         except _WaitTimedOut:
             if seen is None:
-                message = f"Gini had not answered about document {self.document_id} when the wait timed out"
+                message = f"Gini had not answered about {subject} when the wait timed out"
             else:
-                message = f"Document {self.document_id} was still {seen}"
+                message = f"{_upper(subject)} was still {seen}"
             return self._event("timeout", seen, message)
         except GiniError as exc:
             return self._event("error", None, self._failed(str(exc)), terminal=is_terminal(exc))
@@ -308,14 +316,60 @@ class GiniDocumentProcessedTrigger(BaseTrigger):
         )
 
     def _failed(self, reason: str) -> str:
-        return f"Waiting for document {self.document_id} failed: {reason}"
+        return f"Waiting for {self._subject()} failed: {reason}"
 
-    def _event(self, status: str, progress: str | None, message: str, terminal: bool = False) -> TriggerEvent:
+
+def _upper(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+class GiniDocumentProcessedTrigger(PollingTrigger):
+    """Fires ``{"status": "success"|"failed"|"timeout"|"error", "document_id", "progress", "message",
+    "terminal"}``; ``terminal`` marks an error a new try cannot fix (a refused password, ...).
+    ``timeout``, ``end_time`` and ``hook_params`` as for PollingTrigger.
+    """
+
+    def __init__(
+        self,
+        *,
+        document_id: str,
+        gini_conn_id: str = "gini_default",
+        poll_interval: float = 5.0,
+        timeout: float | None = None,
+        end_time: float | None = None,
+        hook_params: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(
+            gini_conn_id=gini_conn_id,
+            poll_interval=poll_interval,
+            timeout=timeout,
+            end_time=end_time,
+            hook_params=hook_params,
+        )
+        self.document_id = document_id
+
+    def _identity(self) -> dict[str, Any]:
+        return {"document_id": self.document_id}
+
+    def _subject(self) -> str:
+        return f"document {self.document_id}"
+
+    def _check(self, hook: Any) -> tuple[TriggerEvent | None, str]:
+        progress = hook.get_document(self.document_id).get("progress")
+        if progress == "COMPLETED":
+            return self._event("success", progress, f"Document {self.document_id} is COMPLETED"), progress
+        if progress == "ERROR":
+            return self._event(
+                "failed", progress, f"Gini could not process document {self.document_id}"
+            ), progress
+        return None, shown(str(progress), 40)
+
+    def _event(self, status: str, seen: str | None, message: str, terminal: bool = False) -> TriggerEvent:
         return TriggerEvent(  # type: ignore[no-untyped-call]
             {
                 "status": status,
                 "document_id": self.document_id,
-                "progress": progress,
+                "progress": seen,
                 "message": message,
                 "terminal": terminal,
             }

@@ -1,0 +1,166 @@
+"""Composite uploads for GiniUploadDocumentOperator: several files (pages) made one document.
+
+Gini's way, as its SDKs do it (gini-mobile-android ``DocumentRepository.createCompositeJson``,
+gini-mobile-ios ``PartialDocumentInfo``): each file is uploaded as a partial document
+(``application/vnd.gini.v<N>.partial+<subtype>``), then one composite document is created from
+their URIs, in order, each with its ``rotationDelta``.
+
+Nothing is uploaded before every file has been read and checked (it exists, is not empty, is
+under Gini's 10 MiB, and is a PDF or an image a partial can be): bad input never leaves a
+half-made composite behind. Retries never duplicate what they can prove they made
+(operators/idempotency.py): a later try first looks for the composite itself, then for each
+partial, and uploads only what it cannot prove.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from airflow.sdk import Context, ObjectStoragePath
+
+from airflow_provider_gini.client.api import MAX_UPLOAD_BYTES, PARTIAL_SUBTYPES, GiniAPI, partial_subtype
+from airflow_provider_gini.client.errors import GiniConfigError, shown
+from airflow_provider_gini.operators.idempotency import (
+    adopt,
+    composite_tag,
+    partial_part,
+    record,
+    upload_tag,
+)
+from airflow_provider_gini.pull.storage import destination_path
+
+# How many problems with the files one error names.
+NAMED_PROBLEMS = 10
+
+
+@dataclass(frozen=True)
+class Page:
+    """One file of a composite document, read and checked."""
+
+    name: str
+    data: bytes
+
+
+def source_path(file: str | ObjectStoragePath, conn_id: str | None) -> ObjectStoragePath:
+    """A file to upload as an ObjectStoragePath: a local path or a URL (``s3://...``)."""
+    return file if isinstance(file, ObjectStoragePath) else destination_path(file, conn_id)
+
+
+def read_pages(files: Any, conn_id: str | None) -> list[Page]:
+    """Every file of ``files`` (a list of paths or ObjectStoragePaths), read and checked; one
+    GiniConfigError naming every file that cannot be a partial document, before any upload."""
+    if isinstance(files, (str, bytes, ObjectStoragePath)) or not isinstance(files, Sequence):
+        raise GiniConfigError(
+            f"files must be a list of paths or ObjectStoragePaths, got a {type(files).__name__} "
+            f"({shown(str(files), 120)!r}). A template renders to a string: template each item "
+            "instead, or render the DAG's templates as native objects (render_template_as_native_obj)."
+        )
+    if not files:
+        raise GiniConfigError("files is empty: a composite document needs at least one file")
+    pages, problems = [], []
+    for file in files:
+        try:
+            source = source_path(file, conn_id)
+            if not source.is_file():
+                problems.append(f"{source}: no such file")
+                continue
+            data = source.read_bytes()
+        except GiniConfigError as exc:
+            problems.append(str(exc))
+            continue
+        except OSError as exc:  # unreadable: permissions, a folder, a store that refuses
+            problems.append(f"{shown(str(file), 200)}: cannot be read ({type(exc).__name__}: {exc})")
+            continue
+        if not data:
+            problems.append(f"{source}: the file is empty")
+        elif len(data) >= MAX_UPLOAD_BYTES:
+            problems.append(f"{source}: {len(data)} bytes; Gini accepts documents under 10 MiB")
+        elif partial_subtype(data) is None:
+            kinds = ", ".join(sorted(set(PARTIAL_SUBTYPES.values())))
+            problems.append(f"{source}: not a file a partial document can be ({kinds}, by its content)")
+        else:
+            pages.append(Page(source.name, data))
+    if problems:
+        more = len(problems) - NAMED_PROBLEMS
+        raise GiniConfigError(
+            f"Nothing uploaded: {len(problems)} of {len(files)} file(s) cannot be part of a composite "
+            f"document: {'; '.join(problems[:NAMED_PROBLEMS])}{f' and {more} more' if more > 0 else ''}"
+        )
+    return pages
+
+
+def checked_rotations(rotations: Any, count: int) -> list[int]:
+    """One rotation per file, each a multiple of 90 degrees (0 for all when None)."""
+    if rotations is None:
+        return [0] * count
+    if isinstance(rotations, (str, bytes)) or not isinstance(rotations, Sequence):
+        raise GiniConfigError(f"rotations must be a list of integers, got a {type(rotations).__name__}")
+    if len(rotations) != count:
+        raise GiniConfigError(
+            f"rotations has {len(rotations)} item(s) for {count} file(s): give one per file"
+        )
+    bad = [r for r in rotations if isinstance(r, bool) or not isinstance(r, int) or r % 90]
+    if bad:
+        raise GiniConfigError(
+            f"rotations must be multiples of 90 degrees (e.g. 0, 90, -90, 180), got {bad!r}"
+        )
+    return list(rotations)
+
+
+def upload_composite(
+    hook: GiniAPI,
+    context: Context,
+    pages: Sequence[Page],
+    rotations: Sequence[int],
+    *,
+    name: str,
+    doctype: str | None,
+    metadata: Mapping[str, str],
+    log: Any,
+) -> str:
+    """The id of the composite document of ``pages``: adopted when a later try can prove an
+    earlier one made it, else created from partials that are each adopted or uploaded."""
+    tag = composite_tag(context, [p.data for p in pages], rotations)
+    composite = adopt(hook, context, name, tag, log)
+    if composite is not None:
+        return composite
+    partials = []
+    for index, page in enumerate(pages, start=1):
+        page_tag = upload_tag(context, page.data, part=partial_part(index))
+        partial = adopt(hook, context, page.name, page_tag, log)
+        if partial is None:
+            partial = hook.upload_partial_document(
+                page.data, filename=page.name, doctype=doctype, metadata={**metadata, **page_tag}
+            )
+            log.info(
+                "Uploaded %s (page %d of %d) to Gini as partial document %s",
+                page.name,
+                index,
+                len(pages),
+                partial,
+            )
+            record(context, partial, page_tag)
+        partials.append(partial)
+    composite = hook.create_composite_document(
+        partials, rotations, filename=name, doctype=doctype, metadata={**metadata, **tag}
+    )
+    log.info(
+        "Created composite document %s (%s) from %d partial document(s): %s",
+        composite,
+        name,
+        len(partials),
+        ", ".join(partials),
+    )
+    record(context, composite, tag)
+    return composite
+
+
+def composite_name(filename: str | None, pages: Sequence[Page]) -> str:
+    """The composite's name: ``filename``, else the first file's name with ``-composite`` before
+    its suffix, so that it is not mistaken for its first partial."""
+    if filename:
+        return filename
+    stem, dot, suffix = pages[0].name.rpartition(".")
+    return f"{stem}-composite.{suffix}" if dot and stem else f"{pages[0].name}-composite"
