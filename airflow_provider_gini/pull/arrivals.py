@@ -18,8 +18,9 @@ Announced until stored. An event can be lost on its way to a DAG run: a triggere
 right after handing it over, or Airflow's scheduler, which queues one run per asset and
 consumes only the events up to the first one queued, so an event that arrives while that run is
 being created starts no run. So a document stays announced until the pull has stored it
-(``<destination>/<id>/document.json``): every ``reannounce_after`` seconds it is announced again
-(``"redelivered": true``), and the pull skips what is already stored. The state is written after
+(``<destination>/<id>/document.json``): after ``reannounce_after`` seconds it is announced again
+(``"redelivered": true``), then after twice as long each time, up to a day, unless Gini no
+longer has it; the pull skips what is already stored. The state is written after
 each event has been handed over; a stop before that announces the event's documents again.
 """
 
@@ -47,6 +48,7 @@ KIND = "gini.new_documents"  # the payload's "kind", by which a pull finds its i
 VERSION = 1
 # Announced documents waiting to be stored that the state keeps, about 60 bytes each.
 MAX_UNSTORED = 20_000
+MAX_REANNOUNCE = 86_400.0  # seconds between announcements of a document the pull never stores
 
 
 @dataclass
@@ -56,7 +58,8 @@ class ArrivalState:
     high: int  # epoch ms: the latest creation date seen
     seen: dict[str, int] = field(default_factory=dict)  # announced or settled, within the lag
     pending: dict[str, int] = field(default_factory=dict)  # listed, not finished yet
-    unstored: dict[str, float] = field(default_factory=dict)  # announced, not stored: id -> when
+    # Announced, not stored yet: id -> [when last announced (epoch s), how often announced].
+    unstored: dict[str, list[float]] = field(default_factory=dict)
     probe: list[Any] | None = None  # the first page at the last full listing
     listed_at: float = 0.0  # epoch s of the last full listing
     batches: int = 0
@@ -76,8 +79,10 @@ class ArrivalState:
             entries = getattr(state, name)
             if not isinstance(entries, dict) or not all(isinstance(v, int) for v in entries.values()):
                 raise ValueError(f"{name} must map ids to creation dates")
-        if not isinstance(state.unstored, dict):
-            raise ValueError("unstored must map ids to when they were announced")
+        if not isinstance(state.unstored, dict) or not all(
+            isinstance(v, list) and len(v) == 2 for v in state.unstored.values()
+        ):
+            raise ValueError("unstored must map ids to [when announced, how often]")
         return state
 
 
@@ -212,8 +217,8 @@ class Arrivals:
         self.state.batches += 1
         unstored = self.state.unstored
         for document_id in ids:
-            unstored.pop(document_id, None)
-            unstored[document_id] = now
+            _, times = unstored.pop(document_id, (0.0, 0))
+            unstored[document_id] = [now, times + 1]
         if len(unstored) > MAX_UNSTORED:
             dropped = list(unstored)[: len(unstored) - MAX_UNSTORED]
             log.warning(
@@ -227,12 +232,33 @@ class Arrivals:
                 del unstored[document_id]
 
     def due(self, stored: Callable[[str], bool]) -> list[str]:
-        """Announced documents not stored yet whose last announcement is ``reannounce_after``
-        seconds old; the stored ones are forgotten."""
-        now = self.clock()
-        for document_id in [i for i in self.state.unstored if stored(i)]:
-            del self.state.unstored[document_id]
-        return [i for i, at in self.state.unstored.items() if now - at >= self.reannounce_after]
+        """Announced documents not stored yet whose last announcement is old enough to announce
+        them again: ``reannounce_after`` seconds, doubling with each announcement up to a day
+        (a document the pull keeps failing on must not start a run every few minutes for ever).
+        Stored ones are forgotten, and so are ones Gini no longer has or that ended in ERROR
+        (a pull stores neither)."""
+        now, unstored = self.clock(), self.state.unstored
+        for document_id in [i for i in unstored if stored(i)]:
+            del unstored[document_id]
+        due = [
+            i
+            for i, (at, times) in unstored.items()
+            if now - at >= min(self.reannounce_after * 2 ** max(times - 1, 0), MAX_REANNOUNCE)
+        ]
+        for document_id in due:
+            self.requests += 1
+            try:
+                progress = self.api.get_document(document_id).get("progress")
+            except GiniNotFound:
+                progress = None
+            if progress != "COMPLETED":
+                log.info(
+                    "Announced Gini document %s is %s: not announcing it again",
+                    document_id,
+                    progress or "gone",
+                )
+                del unstored[document_id]
+        return [i for i in due if i in unstored]
 
 
 def _named(params: dict[str, int]) -> dict[str, Any]:

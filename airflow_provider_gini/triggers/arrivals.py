@@ -46,8 +46,9 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
     - ``since``: documents created from then on are new (a datetime or an ISO 8601 string).
       Default: when the trigger first runs, on the triggerer's clock; documents created before
       are left to scheduled pulls.
-    - ``until_stored`` (default True): a document is announced again every ``reannounce_after``
-      seconds until GiniPullDocumentsOperator has stored it in ``destination`` (an event can be
+    - ``until_stored`` (default True): a document is announced again after ``reannounce_after``
+      seconds (then twice as long each time, up to a day) until GiniPullDocumentsOperator has
+      stored it in ``destination`` or Gini no longer has it (an event can be
       lost on its way to a run, pull/arrivals.py says how). Set it False when the DAG does not
       pull into ``destination``.
     - ``poll_interval`` seconds between polls (+-10 %); ``lag`` seconds of creation dates listed

@@ -169,6 +169,15 @@ def test_a_document_is_announced_again_until_it_is_stored(
             await asyncio.sleep(1.0)
             await watching.quiet(0.0)  # an announcement already under way
             assert await watching.quiet(2.0) == []
+            # Deleted before any pull stored it: Gini no longer has it, so it is let go.
+            [deleted] = await insert(gini_connection)
+            await watching.until({deleted})
+            await asyncio.to_thread(gini_connection.delete_document, deleted)
+            await asyncio.sleep(1.0)
+            await watching.quiet(0.0)
+            assert await watching.quiet(2.0) == []
+            state = json.loads(state_file(tmp_path).read_text())  # type: ignore[union-attr]
+            assert state["unstored"] == {}
         other = trigger(tmp_path / "other", reannounce_after=0.5, until_stored=False)
         async with Watching(other) as watching:
             [document_id] = await insert(gini_connection)
