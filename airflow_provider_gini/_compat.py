@@ -22,6 +22,7 @@ try:
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
+        AirflowSkipException,
         TaskDeferred,
     )
 except ImportError:  # before Airflow 3.2 the Task SDK raised core's exceptions (3.2+ still re-exports them)
@@ -30,6 +31,7 @@ except ImportError:  # before Airflow 3.2 the Task SDK raised core's exceptions 
         AirflowFailException,
         AirflowNotFoundException,
         AirflowSensorTimeout,
+        AirflowSkipException,
         TaskDeferred,
     )
 
@@ -38,6 +40,7 @@ __all__ = [
     "AirflowFailException",
     "AirflowNotFoundException",
     "AirflowSensorTimeout",
+    "AirflowSkipException",
     "BaseHook",
     "TaskDeferred",
     "mask_secret",

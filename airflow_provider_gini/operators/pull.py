@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
-import json
 import os
 import re
 import threading
@@ -14,17 +14,23 @@ from urllib.parse import urlsplit, urlunsplit
 
 from airflow.sdk import Asset, AssetAlias, Context, ObjectStoragePath
 
-from airflow_provider_gini._compat import AirflowFailException
-from airflow_provider_gini.client.api import safe_id
-from airflow_provider_gini.client.errors import GiniConfigError, GiniPullIncomplete
+from airflow_provider_gini._compat import AirflowFailException, AirflowSkipException
+from airflow_provider_gini.client.api import SAFE_ID
+from airflow_provider_gini.client.errors import GiniConfigError, GiniPullIncomplete, shown
 from airflow_provider_gini.client.settings import checked_rate
 from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
 from airflow_provider_gini.operators.lineage import PullLineage, operator_lineage
-from airflow_provider_gini.pull.arrivals import announced_ids
+from airflow_provider_gini.pull.arrivals import announcements
 from airflow_provider_gini.pull.engine import Puller, PullOptions, PullResult
 from airflow_provider_gini.pull.manifest import ManifestWriter, manifest_name
 from airflow_provider_gini.pull.state import STATE, PullState, StateFile, default_key
-from airflow_provider_gini.pull.storage import FILE_MODE, FOLDER_MODE, Store, checked_mode, destination_path
+from airflow_provider_gini.pull.storage import (
+    FILE_MODE,
+    FOLDER_MODE,
+    Store,
+    checked_mode,
+    destination_path,
+)
 from airflow_provider_gini.pull.window import moment, plan_window
 
 MANIFESTS = "_manifests"
@@ -213,7 +219,7 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
             store = Store(root, self.file_mode, self.folder_mode)
             key = self.watermark_key or default_key(context, self.gini_conn_id)
             advance = _flag(self.advance_watermark, "advance_watermark")
-            ids = self._requested_ids(context)
+            ids = self._requested_ids(context, store.uri())
             # The same reading of created_after as the window rule's: None, "" and "None" are unset.
             stateful = ids is None and (moment(self.created_after, "created_after") is None or advance)
             # The lease comes before any other write: it is what tells other pulls this one is
@@ -249,20 +255,39 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         if self._puller is not None:
             threading.Thread(target=self._puller.stop, name="gini-pull-stop", daemon=True).start()
 
-    def _requested_ids(self, context: Context) -> list[str] | None:
+    def _requested_ids(self, context: Context, destination: str) -> list[str] | None:
         """The ids of a pull by id (document_ids, or the triggering asset events'), else None."""
-        if _flag(self.ids_from_asset_events, "ids_from_asset_events"):
-            events = context.get("triggering_asset_events") or {}
-            ids = announced_ids(getattr(e, "extra", None) for found in events.values() for e in found)
-            if not ids:
-                self.log.warning(
-                    "No GiniNewDocumentsTrigger event triggered this run, so it pulls nothing: "
-                    "ids_from_asset_events=True takes its documents from those events only"
-                )
-            return ids
-        if self.document_ids is None:
-            return None
-        return requested_ids(self.document_ids)
+        if not _flag(self.ids_from_asset_events, "ids_from_asset_events"):
+            return None if self.document_ids is None else requested_ids(self.document_ids)
+        events = context.get("triggering_asset_events") or {}
+        found = announcements(getattr(e, "extra", None) for seen in events.values() for e in seen)
+        # Only this pull's account: a DAG scheduled on the watchers of two accounts has a pull
+        # for each, and another account's ids would only be "gone" here.
+        ours = [b for b in found if b.get("gini_conn_id") == self.gini_conn_id]
+        if len(ours) < len(found):
+            self.log.info(
+                "%d new-documents event(s) of other connections than %r left to their own pulls",
+                len(found) - len(ours),
+                self.gini_conn_id,
+            )
+        elsewhere = sorted(
+            {str(b.get("destination")) for b in ours if b.get("destination") not in (None, destination)}
+        )
+        if elsewhere:
+            self.log.warning(
+                "The trigger looks for stored documents in %s, this pull stores them in %s: it will "
+                "keep announcing them. Give GiniNewDocumentsTrigger this pull's destination",
+                ", ".join(elsewhere),
+                destination,
+            )
+        ids = list(dict.fromkeys(i for b in ours for i in b["document_ids"]))
+        if not ids:
+            raise AirflowSkipException(
+                f"No GiniNewDocumentsTrigger event of connection {self.gini_conn_id!r} triggered this run, "
+                "so there is nothing to pull: ids_from_asset_events=True takes its documents from those "
+                "events only"
+            )
+        return ids
 
     def _pull(
         self,
@@ -318,7 +343,9 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         self._puller = Puller(self.hook, store, self._options())
         listed_at = datetime.now(timezone.utc)
         try:
-            result = self._puller.run(plan.window if plan else None, manifest, retry)
+            result = self._puller.run(
+                plan.window if plan else None, manifest, retry, retried=plan is not None
+            )
         except BaseException:
             # What was done is recorded; the watermark stays, so the next try covers it all again.
             manifest.commit() if any(manifest.counts.values()) else manifest.abort()
@@ -440,14 +467,29 @@ def incomplete_error(result: PullResult, allowed: int, pending_timeout: float, k
 
 
 def requested_ids(value: Any) -> list[str]:
-    """document_ids as given: a list, or a rendered template (a JSON list, or ids separated by
-    commas or spaces); each must be a plain id. Order kept, duplicates dropped."""
+    """document_ids as given: a list, or a rendered template (a JSON or Python list, or ids
+    separated by commas or spaces); each must be a plain id. Order kept, duplicates dropped."""
     if isinstance(value, str):
         text = value.strip()
-        value = json.loads(text) if text.startswith("[") else [i for i in re.split(r"[\s,]+", text) if i]
-    if not isinstance(value, (list, tuple)):
-        raise GiniConfigError(f"document_ids must be a list of ids, got {type(value).__name__}")
-    return list(dict.fromkeys(safe_id(i, "document id in document_ids") for i in value))
+        if text.startswith("["):
+            try:
+                value = ast.literal_eval(text)  # Jinja renders a list as Python's repr
+            except (ValueError, SyntaxError):
+                raise GiniConfigError(
+                    f"document_ids rendered to {shown(text, 80)!r}, which is not a list of ids: "
+                    "give a list, or ids separated by commas"
+                ) from None
+        else:
+            value = [i for i in re.split(r"[\s,]+", text) if i]
+    if not isinstance(value, (list, tuple)) or not value or value in (["None"], ["null"]):
+        raise GiniConfigError(
+            f"document_ids must name at least one document, got {shown(repr(value), 80)}: a template "
+            "that rendered nothing (or None) pulls nothing by mistake"
+        )
+    bad = [i for i in value if not isinstance(i, str) or not SAFE_ID.fullmatch(i)]
+    if bad:
+        raise GiniConfigError(f"document_ids holds what is not a Gini document id: {shown(repr(bad[0]), 80)}")
+    return list(dict.fromkeys(value))
 
 
 def _ids(ids: list[str]) -> str:

@@ -26,6 +26,7 @@ each event has been handed over; a stop before that announces the event's docume
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import json
@@ -36,9 +37,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from airflow_provider_gini.client.api import GiniAPI, safe_id
+from airflow_provider_gini.client.api import SAFE_ID, GiniAPI, safe_id
 from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
-from airflow_provider_gini.client.listing import DocumentListing, created
+from airflow_provider_gini.client.listing import MIN_SERVER_PAGE, DocumentListing, created
 from airflow_provider_gini.pull.storage import Store
 
 log = logging.getLogger("airflow_provider_gini.arrivals")
@@ -122,7 +123,12 @@ def _probe(page: dict[str, Any]) -> tuple[list[Any], bool]:
     dates = [created(d) for d in docs]
     total = page.get("totalCount")
     fingerprint = [total, [[d.get("id"), c] for d, c in zip(docs, dates, strict=True)]]
-    descending = len(set(dates)) > 1 and all(a >= b for a, b in itertools.pairwise(dates))
+    # Newest first only on as much evidence as the listing wants before it relies on an order.
+    descending = (
+        len(dates) >= MIN_SERVER_PAGE
+        and len(set(dates)) > 1
+        and all(a >= b for a, b in itertools.pairwise(dates))
+    )
     return fingerprint, total is not None or descending
 
 
@@ -148,12 +154,29 @@ class Arrivals:
         self.clock = clock
         self.requests = 0  # of the last poll, for its log line
 
-    def poll(self) -> list[dict[str, Any]]:
+    def poll(self, stored: Callable[[str], bool] | None) -> tuple[list[dict[str, Any]], list[str]]:
         """The documents newly COMPLETED since the last poll, oldest first, as ``{"id",
-        "creationDate", "name"}``; the state is updated but not saved."""
+        "creationDate", "name"}``, and the ids to announce again (``stored``: whether the pull
+        has stored a document; None: never announce again). The state is updated but not
+        saved, and only when the whole poll succeeds: a poll that fails half-way (a listing
+        that cannot be proven complete, a 5xx) leaves it as it was, so the next poll finds the
+        same documents again instead of having marked them seen without announcing them."""
+        before = copy.deepcopy(self.state)
         self.requests = 0
+        try:
+            found = self._new()
+            if stored is None:
+                self.state.unstored.clear()
+                return found, []
+            return found, self._due(stored)
+        except BaseException:
+            self.state = before
+            raise
+
+    def _new(self) -> list[dict[str, Any]]:
         state, now = self.state, self.clock()
         found: dict[str, dict[str, Any]] = {}
+        listed: set[str] = set()
         limit = max(self.page_size, 3)  # the listing's own first page, so it can start from it
         page = self.api.list_documents(limit=limit)
         self.requests += 1
@@ -173,22 +196,23 @@ class Arrivals:
 
             listing = DocumentListing(fetch, lower, None, limit)
             for doc in listing:
-                self._take(doc, found)
+                listed.add(self._take(doc, found))
             self.requests += listing.stats.requests - 1
             state.probe, state.listed_at = fingerprint, now
-        for document_id in [i for i in state.pending if i not in found]:
+        # Still processing when last seen, and not in this listing: looked at one by one.
+        for document_id in [i for i in state.pending if i not in listed]:
             self._recheck(document_id, found)
         floor = state.high - self.lag_ms
         state.seen = {i: c for i, c in state.seen.items() if c >= floor}
         return sorted(found.values(), key=lambda d: (d["creationDate"], d["id"]))
 
-    def _take(self, doc: dict[str, Any], found: dict[str, dict[str, Any]]) -> None:
+    def _take(self, doc: dict[str, Any], found: dict[str, dict[str, Any]]) -> str:
         state = self.state
         document_id = safe_id(doc.get("id"), "listed document id")
         date = created(doc)
         state.high = max(state.high, date)
         if date < state.since or document_id in state.seen:
-            return
+            return document_id
         progress = doc.get("progress")
         if progress == "COMPLETED":
             found[document_id] = {"id": document_id, "creationDate": date, "name": doc.get("name")}
@@ -196,9 +220,10 @@ class Arrivals:
             log.warning("Gini document %s ended in ERROR: not announced", document_id)
         else:  # PENDING, or a progress Gini does not document: waited for like PENDING
             state.pending[document_id] = date
-            return
+            return document_id
         state.pending.pop(document_id, None)
         state.seen[document_id] = date
+        return document_id
 
     def _recheck(self, document_id: str, found: dict[str, dict[str, Any]]) -> None:
         try:
@@ -231,21 +256,23 @@ class Arrivals:
             for document_id in dropped:
                 del unstored[document_id]
 
-    def due(self, stored: Callable[[str], bool]) -> list[str]:
+    def _due(self, stored: Callable[[str], bool]) -> list[str]:
         """Announced documents not stored yet whose last announcement is old enough to announce
         them again: ``reannounce_after`` seconds, doubling with each announcement up to a day
         (a document the pull keeps failing on must not start a run every few minutes for ever).
         Stored ones are forgotten, and so are ones Gini no longer has or that ended in ERROR
         (a pull stores neither)."""
         now, unstored = self.clock(), self.state.unstored
-        for document_id in [i for i in unstored if stored(i)]:
-            del unstored[document_id]
         due = [
             i
             for i, (at, times) in unstored.items()
             if now - at >= min(self.reannounce_after * 2 ** max(times - 1, 0), MAX_REANNOUNCE)
         ]
         for document_id in due:
+            # Only the due ones are looked for in the destination (a request each on S3).
+            if stored(document_id):
+                del unstored[document_id]
+                continue
             self.requests += 1
             try:
                 progress = self.api.get_document(document_id).get("progress")
@@ -267,13 +294,19 @@ def _named(params: dict[str, int]) -> dict[str, Any]:
 
 
 def payload(
-    documents: list[dict[str, Any]], gini_conn_id: str, batch: int, redelivered: bool = False
+    documents: list[dict[str, Any]],
+    gini_conn_id: str,
+    destination: str,
+    batch: int,
+    redelivered: bool = False,
 ) -> dict[str, Any]:
-    """A new-documents event's payload: plain values only, no credential."""
+    """A new-documents event's payload: plain values only, no credential. ``destination`` is
+    where the trigger looks for stored documents (its public URI, no connection id)."""
     dates = [d["creationDate"] for d in documents if isinstance(d.get("creationDate"), int)]
     return {
         "kind": KIND,
         "gini_conn_id": gini_conn_id,
+        "destination": destination,
         "document_ids": [d["id"] for d in documents],
         "count": len(documents),
         "first_created": min(dates) if dates else None,
@@ -283,10 +316,10 @@ def payload(
     }
 
 
-def announced_ids(events: Iterable[Any]) -> list[str]:
-    """The document ids of new-documents payloads among asset events' extras, in order, once
-    each. An event of this kind that is malformed is an error: its ids would be lost."""
-    ids: list[str] = []
+def announcements(events: Iterable[Any]) -> list[dict[str, Any]]:
+    """The new-documents payloads among asset events' extras, checked. One of this kind that is
+    malformed is an error: its documents would be lost."""
+    found = []
     for extra in events:
         body = extra.get("payload") if isinstance(extra, dict) else None
         if not isinstance(body, dict) or body.get("kind") != KIND:
@@ -297,5 +330,10 @@ def announced_ids(events: Iterable[Any]) -> list[str]:
                 f"A Gini new-documents event is malformed (document_ids {shown(str(listed), 80)}, "
                 f"count {body.get('count')!r}): its documents cannot be pulled by id"
             )
-        ids.extend(safe_id(i, "announced document id") for i in listed)
-    return list(dict.fromkeys(ids))
+        for document_id in listed:
+            if not isinstance(document_id, str) or not SAFE_ID.fullmatch(document_id):
+                raise GiniConfigError(
+                    f"A Gini new-documents event names an id that is not one: {document_id!r}"
+                )
+        found.append(body)
+    return found

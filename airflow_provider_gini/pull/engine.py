@@ -176,8 +176,12 @@ class Puller:
         self.stopping.set()
         self.api.gini.cancel()
 
-    def run(self, window: Window | None, manifest: ManifestWriter, retry: Iterable[str] = ()) -> PullResult:
+    def run(
+        self, window: Window | None, manifest: ManifestWriter, retry: Iterable[str] = (), retried: bool = True
+    ) -> PullResult:
         """Pull the documents ``retry`` names, then every document of ``window`` (None: none).
+        ``retried``: those are earlier pulls' unfinished documents, whose failures do not count
+        towards the failure streak (False: documents asked for by id, which do).
 
         Returns what is left undone; raises on what ends the pull (``_PULL_ENDING``, an error
         that is not Gini's, a streak of failures) and GiniCancelled after ``stop()``. Every
@@ -186,7 +190,8 @@ class Puller:
         progress = Progress(options.progress_every)
         result = PullResult()
         parked: dict[str, _Parked] = {}
-        retried = set(retry)
+        retry = list(retry)
+        again = set(retry) if retried else set()
         lister = Lister(
             self.api, window, list(retry), options.page_size, max(options.page_size, 4 * options.max_workers)
         )
@@ -221,7 +226,7 @@ class Puller:
             if line.outcome == "failed":
                 # Earlier pulls' unfinished documents, tried first, may all fail again: they
                 # say nothing about whether Gini is failing now.
-                streak += line.document_id not in retried
+                streak += line.document_id not in again
                 result.failed[line.document_id] = line.error or "failed"
                 result.terminal[line.document_id] = line.terminal
                 result.lines[line.document_id] = line

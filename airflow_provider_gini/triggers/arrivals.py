@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 
 from airflow.triggers.base import BaseEventTrigger, TriggerEvent
 
+from airflow_provider_gini._compat import AirflowNotFoundException
 from airflow_provider_gini.client.api import epoch_ms
 from airflow_provider_gini.client.errors import GiniConfigError, GiniError, is_terminal
 from airflow_provider_gini.pull.arrivals import Arrivals, ArrivalState, ArrivalStore, payload
@@ -76,8 +77,12 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         super().__init__()  # type: ignore[no-untyped-call]
         if not isinstance(destination, str) or not destination.strip():
             raise GiniConfigError("GiniNewDocumentsTrigger needs destination=, where it keeps its state")
-        if not 1 <= int(page_size) <= 250 or int(max_batch) < 1 or float(poll_interval) <= 0:
-            raise GiniConfigError("page_size must be 1 to 250, max_batch 1 or more, poll_interval > 0")
+        if not 1 <= int(page_size) <= 250 or int(max_batch) < 1:
+            raise GiniConfigError("page_size must be 1 to 250 and max_batch 1 or more")
+        if float(poll_interval) < 0.1 or float(reannounce_after) < 0.1:
+            raise GiniConfigError("poll_interval and reannounce_after must be 0.1 s or more")
+        if float(lag) < 0 or float(full_listing_every) < 0:
+            raise GiniConfigError("lag and full_listing_every must be 0 or more seconds")
         self.destination = destination
         self.gini_conn_id = gini_conn_id
         self.destination_conn_id = destination_conn_id
@@ -92,6 +97,7 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         self.page_size = int(page_size)
         self.max_batch = int(max_batch)
         self.hook_params = dict(hook_params or {})
+        self._where = ""  # the destination's public URI, once opened
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -118,23 +124,20 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         loop = asyncio.get_running_loop()
         try:
             await _admitted(lambda: loop.run_in_executor(None, poller.submit, _nothing))
-            arrivals, store = await self._blocking(poller, self._open)
-            saved = json.dumps(arrivals.state.to_json(), sort_keys=True)
+            opened: tuple[Arrivals, ArrivalStore] | None = None
+            saved = ""
             backoff = MIN_BACKOFF
+            # Nothing ends this loop but the triggerer: a run() that raised would be started
+            # again at once by the triggerer, again and again, its traceback logged each time.
             while True:
                 try:
+                    if opened is None:
+                        opened = await self._blocking(poller, self._open)
+                        saved = json.dumps(opened[0].state.to_json(), sort_keys=True)
+                    arrivals, store = opened
                     found, again = await self._blocking(poller, self._poll, arrivals, store)
-                except Exception as exc:  # the watcher outlives any one poll
-                    log.error(
-                        "Polling Gini for new documents (connection %r) failed (%s); trying again in "
-                        "%.0f s: %s",
-                        self.gini_conn_id,
-                        "fix the connection: retrying cannot help" if is_terminal(exc) else "transient",
-                        backoff,
-                        # Only our own errors' messages, which carry no credential: a secrets
-                        # backend's may carry a URL or a password.
-                        f"{type(exc).__name__}: {exc}" if isinstance(exc, GiniError) else type(exc).__name__,
-                    )
+                except Exception as exc:
+                    self._failed(exc, backoff)
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF)
                     continue
@@ -150,11 +153,38 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
                     arrivals.announced(d["id"] for d in batch)
                 now = json.dumps(arrivals.state.to_json(), sort_keys=True)
                 if now != saved:
-                    await self._blocking(poller, store.save, arrivals.state)
-                    saved = now
+                    try:
+                        await self._blocking(poller, store.save, arrivals.state)
+                        saved = now
+                    except Exception as exc:
+                        # Kept in memory and saved at the next poll; a restart before that finds
+                        # these documents again and announces them again.
+                        self._failed(exc, self.poll_interval, f"saving its state to {store.uri}")
                 await asyncio.sleep(self.poll_interval * random.uniform(0.9, 1.1))
         finally:
             poller.shutdown(wait=False, cancel_futures=True)
+
+    def _failed(self, exc: BaseException, retry_in: float, doing: str = "polling Gini") -> None:
+        if isinstance(exc, AirflowNotFoundException):
+            reason = (
+                f"the connection {self.gini_conn_id!r} is not defined where the triggerer runs: add it "
+                "to the metadata database, or to the triggerer's environment or secrets backend"
+            )
+        elif isinstance(exc, GiniError):
+            # Only our own errors' messages, which carry no credential: a secrets backend's may
+            # carry a URL or a password.
+            reason = f"{type(exc).__name__}: {exc}"
+            reason += " (fix it: retrying alone cannot help)" if is_terminal(exc) else ""
+        else:
+            reason = type(exc).__name__
+        log.error(
+            "GiniNewDocumentsTrigger (connection %r, state %s): %s failed; trying again in %.0f s: %s",
+            self.gini_conn_id,
+            self.destination,
+            doing,
+            retry_in,
+            reason,
+        )
 
     async def _blocking(self, poller: ThreadPoolExecutor, call: Callable[..., T], *args: Any) -> T:
         return await _admitted(lambda: _on(poller, call, *args))
@@ -165,10 +195,18 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         store = ArrivalStore(Store(destination_path(self.destination, self.destination_conn_id)), self.key)
         state = store.load()
         first = state is None
+        given = moment(self.since, "since")
         if state is None:
-            given = moment(self.since, "since")
             since = epoch_ms(given) if given is not None else int(time.time() * 1000)
             state = ArrivalState(self.key, since=since, high=since)
+        elif given is not None and epoch_ms(given) != state.since:
+            log.warning(
+                "since=%s differs from the state's %s (%s): the state is kept. To start again from "
+                "since, delete the state file",
+                self.since,
+                since_text(state),
+                store.uri,
+            )
         arrivals = Arrivals(
             shared_hook(self.gini_conn_id, self.hook_params),
             state,
@@ -179,19 +217,25 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         )
         if first:
             store.save(state)
-            log.info("Announcing Gini documents created from %s on (state %s)", since_text(state), store.uri)
+            # Loud: a state lost (a triggerer's disk that did not last, a changed destination or
+            # key) looks just like a first start, and what arrived meanwhile is not announced.
+            log.warning(
+                "No state in %s yet: announcing Gini documents created from %s on%s. If this "
+                "trigger ran before, its state was lost: pull the gap with a scheduled or explicit "
+                "window pull into the same destination",
+                store.uri,
+                since_text(state),
+                "" if given is not None else " (now; set since= to choose)",
+            )
+        self._where = store.store.uri()
         return arrivals, store
 
     def _poll(self, arrivals: Arrivals, store: ArrivalStore) -> tuple[list[dict[str, Any]], list[str]]:
         """The new documents, and the announced ones to announce again (not stored yet)."""
         # The connection's hook again: a changed connection (rotated secret) gets a new one.
         arrivals.api = shared_hook(self.gini_conn_id, self.hook_params)
-        found = arrivals.poll()
-        again: list[str] = []
-        if self.until_stored:
-            again = arrivals.due(lambda i: store.store.exists(f"{i}/{DOCUMENT}"))
-        else:
-            arrivals.state.unstored.clear()
+        stored = (lambda i: bool(store.store.exists(f"{i}/{DOCUMENT}"))) if self.until_stored else None
+        found, again = arrivals.poll(stored)
         log.info(
             "Gini account %r: %d new document(s), %d still processing, %d announced again "
             "(not stored yet) (%d request(s))",
@@ -204,7 +248,8 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         return found, again
 
     def _event(self, documents: list[dict[str, Any]], batch: int, redelivered: bool = False) -> TriggerEvent:
-        return TriggerEvent(payload(documents, self.gini_conn_id, batch, redelivered))  # type: ignore[no-untyped-call]
+        body = payload(documents, self.gini_conn_id, self._where, batch, redelivered)
+        return TriggerEvent(body)  # type: ignore[no-untyped-call]
 
 
 def since_text(state: ArrivalState) -> str:

@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_gini.client.errors import GiniConfigError
-from airflow_provider_gini.pull.arrivals import KIND, announced_ids
+from airflow_provider_gini.pull.arrivals import KIND, Arrivals, ArrivalState, announcements
 from airflow_provider_gini.sandbox import ApiProfile, RunningSandbox
 from airflow_provider_gini.triggers.arrivals import GiniNewDocumentsTrigger
 from tests.operators.conftest import task_states, xcom
@@ -204,20 +205,50 @@ def test_since_announces_documents_created_before_the_trigger_and_batches_are_bo
     asyncio.run(scenario())
 
 
-def test_an_unreadable_state_stops_the_trigger_instead_of_starting_over(
-    gini_connection: RunningSandbox, tmp_path: Path
+def test_an_unreadable_state_is_reported_not_replaced(
+    gini_connection: RunningSandbox, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="airflow_provider_gini.triggers.arrivals")
+
     async def scenario() -> None:
         async with Watching(trigger(tmp_path)):
             pass
         path = state_file(tmp_path)
         assert path is not None
         path.write_text("{not json")
-        with pytest.raises(GiniConfigError, match=r"cannot be read.*delete it and set since="):
-            async for _ in trigger(tmp_path).run():
-                pass
+        await insert(gini_connection)
+        # The trigger goes on (a run() that raised would be restarted at once, again and again)
+        # and says what is wrong, but neither announces nor starts over from now.
+        async with Watching(trigger(tmp_path)) as watching:
+            assert await watching.quiet(1.0) == []
+        assert path.read_text() == "{not json"
 
     asyncio.run(scenario())
+    assert "cannot be read" in caplog.text
+    assert "delete it and set since=" in caplog.text
+
+
+def test_a_poll_that_fails_half_way_changes_nothing(gini_connection: RunningSandbox) -> None:
+    from airflow_provider_gini.hooks.gini import GiniHook
+
+    now = int(time.time() * 1000)
+    arrivals = Arrivals(GiniHook(), ArrivalState("k", since=now, high=now), reannounce_after=0.1)
+    [earlier] = gini_connection.insert_documents()
+    assert [d["id"] for d in arrivals.poll(lambda i: False)[0]] == [earlier]
+    arrivals.announced([earlier])
+    [new] = gini_connection.insert_documents()
+    time.sleep(0.2)
+
+    def storage_down(document_id: str) -> bool:
+        raise OSError("the destination cannot be read")
+
+    # The new document was listed and taken before the destination failed: a poll that kept
+    # that would never announce it.
+    with pytest.raises(OSError, match="cannot be read"):
+        arrivals.poll(storage_down)
+    found, again = arrivals.poll(lambda i: False)
+    assert [d["id"] for d in found] == [new]
+    assert again == [earlier]
 
 
 def test_the_trigger_serializes_to_plain_values(tmp_path: Path) -> None:
@@ -234,7 +265,7 @@ def test_the_trigger_serializes_to_plain_values(tmp_path: Path) -> None:
         GiniNewDocumentsTrigger(destination="")
 
 
-def test_announced_ids_come_from_new_document_events_only() -> None:
+def test_announcements_are_new_document_events_only() -> None:
     def extra(ids: list[str], count: int | None = None) -> dict[str, Any]:
         return {
             "from_trigger": True,
@@ -247,9 +278,11 @@ def test_announced_ids_come_from_new_document_events_only() -> None:
         None,
         extra(["b", "c"]),
     ]
-    assert announced_ids(events) == ["a", "b", "c"]
+    assert [b["document_ids"] for b in announcements(events)] == [["a", "b"], ["b", "c"]]
     with pytest.raises(GiniConfigError, match="malformed"):
-        announced_ids([extra(["a", "b"], count=3)])
+        announcements([extra(["a", "b"], count=3)])
+    with pytest.raises(GiniConfigError, match="not one"):
+        announcements([extra(["../etc"])])
 
 
 BY_ID_DAG = """
@@ -273,19 +306,20 @@ def test_a_pull_by_id_pulls_exactly_those_documents(
     gini_connection.delete_document(gone[0])
     dag = dag_file(BY_ID_DAG)
     run = dag.test(run_conf={"destination": str(tmp_path), "ids": ",".join(ids + gone)})
-    assert task_states(run) == {"pull": "success", "from_events": "success"}
+    # Not triggered by a GiniNewDocumentsTrigger event: nothing to pull, and skipped, not green.
+    assert task_states(run) == {"pull": "success", "from_events": "skipped"}
     result = xcom(run, "pull")
     assert (result["pulled"], result["gone"], result["window"], result["watermark"]) == (3, 1, None, None)
     stored = sorted(
         p.name for p in tmp_path.iterdir() if p.name not in ("_manifests", "_leases", "events_by_event")
     )
     assert stored == sorted(ids)
-    # Not triggered by a GiniNewDocumentsTrigger event: nothing to pull, said so.
-    assert xcom(run, "from_events")["pulled"] == 0
     assert not (tmp_path / "_state").exists()  # no watermark kept
 
-    rerun = dag.test(run_conf={"destination": str(tmp_path), "ids": json.dumps(ids[:1])})
-    assert (xcom(rerun, "pull")["skipped"], xcom(rerun, "pull")["pulled"]) == (1, 0)
+    # A list rendered by Jinja (Python's repr) or as JSON.
+    for rendered in (str(ids[:1]), json.dumps(ids[:1])):
+        rerun = dag.test(run_conf={"destination": str(tmp_path), "ids": rendered})
+        assert (xcom(rerun, "pull")["skipped"], xcom(rerun, "pull")["pulled"]) == (1, 0)
 
 
 def test_a_pull_by_id_refuses_a_window_and_bad_ids(
@@ -300,6 +334,9 @@ def test_a_pull_by_id_refuses_a_window_and_bad_ids(
     with pytest.raises(ValueError, match="no window"):
         GiniPullDocumentsOperator(task_id="p", destination="x", document_ids=["a"], full_history=True)
     dag = dag_file(BY_ID_DAG)
-    run = dag.test(run_conf={"destination": str(tmp_path), "ids": "../etc/passwd"})
-    assert task_states(run)["pull"] == "failed"
-    assert not any(tmp_path.iterdir()) or not (tmp_path / "etc").exists()
+    # An id that is none, and a template that rendered nothing: failed at once, not retried.
+    for rendered in ("../etc/passwd", "None", ""):
+        run = dag.test(run_conf={"destination": str(tmp_path / "out"), "ids": rendered})
+        assert task_states(run)["pull"] == "failed", rendered
+        assert not [p for p in (tmp_path / "out").glob("*") if not p.name.startswith("_")]
+        assert not (tmp_path / "etc").exists()
