@@ -51,7 +51,8 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
       seconds (then twice as long each time, up to a day) until GiniPullDocumentsOperator has
       stored it in ``destination`` or Gini no longer has it (an event can be
       lost on its way to a run, pull/arrivals.py says how). Set it False when the DAG does not
-      pull into ``destination``.
+      pull into ``destination``: then an event the triggerer had not yet stored when it was
+      killed (it stores events about once a second) is lost.
     - ``poll_interval`` seconds between polls (+-10 %); ``lag`` seconds of creation dates listed
       again on every poll, for documents Gini lists late; ``full_listing_every`` seconds at most
       between listings when the first page says nothing changed.
