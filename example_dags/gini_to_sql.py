@@ -3,7 +3,8 @@
 ``load_extractions`` upserts one row per document into the table ``gini_extractions`` (created
 when missing): document id, creation date, amount and currency, IBAN, BIC, recipient, reference,
 the pull's outcome, and a few more (see GiniManifestToSqlOperator). Reruns, catch-up and a
-document pulled again update its row, never add one.
+document pulled again update its row, never add one; a document a later pull could not fetch
+(``failed``) keeps the values of its last good pull.
 
 The database is the Airflow connection ``gini_sql`` (or the one ``GINI_SQL_CONN_ID`` names), of
 any SQL type: a SQLite file needs nothing but a path,

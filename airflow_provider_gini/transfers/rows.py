@@ -58,7 +58,8 @@ TEXT_FIELDS = {
 # Gini's amounts are "<decimal>:<ISO 4217 code>" ("12.50:EUR"). The column is NUMERIC(19, 4):
 # four decimals hold every ISO currency's minor unit, so a value that fits is stored exactly, and
 # one that does not is NULL with a warning instead of being rounded by the database.
-AMOUNT = re.compile(r"([+-]?\d{1,15}(?:\.\d{1,4})?)(?::([A-Za-z]{3}))?")
+# [0-9], not \d: \d also matches other scripts' digits ("١٢"), which are no amount Gini writes.
+AMOUNT = re.compile(r"([+-]?[0-9]{1,15}(?:\.[0-9]{1,4})?)(?::([A-Za-z]{3}))?")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 SHOWN_WARNINGS = 20
 
@@ -78,7 +79,8 @@ class Loaded:
 def manifest_locations(value: Any) -> list[str | ObjectStoragePath]:
     """The manifests ``value`` names: a path or URL, an ObjectStoragePath, a pull's XCom result
     (``{"manifest": ...}``), or a list of these (a mapped pull's results). Missing results (None)
-    are skipped: a mapped instance that failed returned none."""
+    are skipped with a warning saying how many: a mapped instance that failed returned none (the
+    load then runs under a trigger rule like all_done), and its documents are not loaded."""
     if isinstance(value, (str, ObjectStoragePath, Mapping)):
         value = [value]
     if not isinstance(value, Iterable):
@@ -87,10 +89,12 @@ def manifest_locations(value: Any) -> list[str | ObjectStoragePath]:
             f"{type(value).__name__}"
         )
     found: list[str | ObjectStoragePath] = []
+    missing = 0
     for item in value:
         if isinstance(item, Mapping):
             item = item.get("manifest")
         if item is None:
+            missing += 1
             continue
         if isinstance(item, str) and item.strip().startswith(("{", "[")):
             # What a Jinja template makes of a pull's result: its Python repr, not the result.
@@ -102,6 +106,13 @@ def manifest_locations(value: Any) -> list[str | ObjectStoragePath]:
         if not isinstance(item, (str, ObjectStoragePath)) or not str(item).strip():
             raise GiniConfigError(f"manifest: expected a path or URL, got {shown(repr(item), 80)}")
         found.append(item)
+    if missing:
+        log.warning(
+            "%d of %d manifest result(s) are missing (None): a pull instance that failed or was "
+            "skipped returned no manifest, so its documents are not loaded; rerun it, then this load",
+            missing,
+            missing + len(found),
+        )
     return found
 
 
@@ -203,6 +214,8 @@ def parse_amount(value: str | None, where: str, loaded: Loaded) -> tuple[Decimal
         )
         return None, None
     currency = match.group(2)
+    # Cannot raise: the pattern admits ASCII digits only (no exponent, NaN or Infinity, no other
+    # script's digits), each a Decimal, NUMERIC(19, 4) holds them exactly.
     return Decimal(match.group(1)), currency.upper() if currency else None
 
 

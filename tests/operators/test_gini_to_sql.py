@@ -118,9 +118,9 @@ class Database:
         found = {}
         for row in self.query(f"SELECT {', '.join(columns)} FROM {table}"):  # noqa: S608
             values = dict(zip(columns, row, strict=True))
-            # SQLite hands back the ISO text and a REAL; PostgreSQL a datetime and a Decimal.
+            # SQLite hands back the UTC text and a REAL; PostgreSQL a datetime and a Decimal.
             if isinstance(values["creation_date"], str):
-                values["creation_date"] = datetime.fromisoformat(values["creation_date"])
+                values["creation_date"] = datetime.fromisoformat(values["creation_date"]).replace(tzinfo=UTC)
             if values["amount"] is not None:
                 values["amount"] = Decimal(str(values["amount"]))
             found[values["document_id"]] = values
@@ -383,6 +383,9 @@ def test_a_table_in_a_schema(database: Database, manifest: str) -> None:
     assert database.counts(f"{schema}.{TABLE}") == (count, count)
 
 
+ODD_AMOUNTS = ("1E999999", "NaN:EUR", "Infinity", "-inf:EUR", "١٢:EUR", "1_000:EUR", "12.50:EURO")
+
+
 def test_unparsable_values_are_null_with_a_warning_and_the_rest_loads(
     sqlite_db: Database, manifest: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -390,6 +393,10 @@ def test_unparsable_values_are_null_with_a_warning_and_the_rest_loads(
         lines[0]["amountToPay"] = "12,50 EUR"
         lines[1]["creationDate"] = "yesterday"
         lines[2]["amountToPay"] = "7"  # a number without a currency is still an amount
+        # None of these may raise (Decimal would take most of them, or refuse them with
+        # InvalidOperation): each is NULL with a warning, the rest loads.
+        for line, odd_amount in zip(lines[3:], ODD_AMOUNTS, strict=False):
+            line["amountToPay"] = odd_amount
 
     path = edited(manifest, tmp_path / "odd.jsonl", odd)
     lines = manifest_lines(path)
@@ -400,6 +407,9 @@ def test_unparsable_values_are_null_with_a_warning_and_the_rest_loads(
     assert rows[lines[0]["id"]]["iban"] == lines[0]["iban"]
     assert rows[lines[1]["id"]]["creation_date"] is None
     assert (rows[lines[2]["id"]]["amount"], rows[lines[2]["id"]]["currency"]) == (Decimal(7), None)
+    assert len(lines) >= 3 + len(ODD_AMOUNTS)
+    for line in lines[3 : 3 + len(ODD_AMOUNTS)]:
+        assert (rows[line["id"]]["amount"], rows[line["id"]]["currency"]) == (None, None), line
     warned = " ".join(r.getMessage() for r in caplog.records)
     assert f"document {lines[0]['id']}" in warned
     assert "'12,50 EUR'" in warned
@@ -469,3 +479,166 @@ def test_the_example_dag(
     assert sqlite_db.query(
         "SELECT count(*) FROM gini_extractions WHERE outcome IN ('pulled', 'skipped') AND amount > 0"
     )[0][0] == len([d for d in everything if d["progress"] == "COMPLETED"])
+
+
+# --- the table must be one the upsert can keep one row per document in ------------------------
+
+# A table of the user's, with every column the load writes and nothing on document_id; standard
+# SQL both databases take.
+USER_TABLE = """CREATE TABLE {table} (
+    document_id VARCHAR(128), creation_date TIMESTAMP, amount NUMERIC(19, 4), currency VARCHAR(3),
+    iban TEXT, bic TEXT, recipient TEXT, reference TEXT, outcome VARCHAR(16), purpose TEXT,
+    due_date TEXT, doc_type TEXT, name TEXT, manifest TEXT, loaded_at TIMESTAMP
+)"""
+
+
+def test_a_table_without_a_unique_document_id_is_refused_and_nothing_is_written(
+    database: Database, manifest: str
+) -> None:
+    database.execute(USER_TABLE.format(table=TABLE))
+    fail = sdk_exception("AirflowFailException")
+    for _ in range(2):  # SQLite's REPLACE INTO would append the rows again each time
+        with pytest.raises(fail, match=r"no primary key, unique constraint or unique index on document_id"):
+            load(manifest=manifest)
+    assert database.counts() == (0, 0)
+
+    # A unique index on document_id only in some rows makes no conflict target for every row.
+    database.execute(f"CREATE UNIQUE INDEX partly ON {TABLE} (document_id) WHERE outcome = 'pulled'")
+    with pytest.raises(fail, match="CREATE UNIQUE INDEX gini_extractions_document_id"):
+        load(manifest=manifest)
+    assert database.counts() == (0, 0)
+
+    # With the index the error names, the same table loads, and reloads, one row per document.
+    database.execute(f"CREATE UNIQUE INDEX gini_extractions_document_id ON {TABLE} (document_id)")
+    count = len(manifest_lines(manifest))
+    for _ in range(2):
+        assert load(manifest=manifest) == count
+    assert database.counts() == (count, count)
+
+
+def test_a_table_without_the_columns_or_none_at_all_is_refused(database: Database, manifest: str) -> None:
+    database.execute("CREATE TABLE partial (document_id VARCHAR(128) PRIMARY KEY, outcome TEXT, extra TEXT)")
+    fail = sdk_exception("AirflowFailException")
+    with pytest.raises(fail, match=r"Table partial has no column\(s\) creation_date, amount, currency, iban"):
+        load(manifest=manifest, table="partial")
+    assert database.query("SELECT count(*) FROM partial") == [(0,)]
+    with pytest.raises(fail, match=r"Table missing does not exist: create it, or .*create_table=True"):
+        load(manifest=manifest, table="missing", create_table=False)
+
+
+@pytest.mark.parametrize(
+    ("names", "refused"),
+    [
+        ({"table": "GiniDocs"}, r"table must be a plain SQL name \(lower-case letters"),
+        ({"table": "order"}, r"table 'order' is reserved in (postgresql|sqlite)"),
+        ({"schema": "Analytics"}, r"schema must be a plain SQL name"),
+        ({"schema": "user"}, r"schema 'user' is reserved in postgresql"),
+    ],
+)
+def test_names_that_need_quoting_are_refused_before_anything_is_created(
+    database: Database, manifest: str, names: dict[str, str], refused: str
+) -> None:
+    if database.kind == "sqlite" and "schema" in names:
+        pytest.skip("SQLite's schemas are attached databases, none here to name")
+    if database.kind == "postgres" and "schema" in names:
+        database.execute(f'CREATE SCHEMA "{names["schema"]}"')
+    with pytest.raises(sdk_exception("AirflowFailException"), match=refused):
+        load(manifest=manifest, **names)
+    if database.kind == "sqlite":
+        assert database.query("SELECT name FROM sqlite_master") == []
+    else:
+        assert (
+            database.query(
+                "SELECT table_schema, table_name FROM information_schema.tables "
+                "WHERE table_schema NOT IN ('pg_catalog', 'information_schema')"
+            )
+            == []
+        )
+
+
+def test_lines_without_extractions_keep_the_values_a_good_pull_wrote(
+    database: Database, manifest: str, tmp_path: Path
+) -> None:
+    lines = manifest_lines(manifest)
+    good = next(line for line in lines if line["outcome"] == "pulled" and line["amountToPay"])
+    count = len(lines)
+    assert load(manifest=manifest) == count
+
+    def failed(lines: list[dict[str, Any]]) -> None:
+        # What a pull writes for a document it could not fetch: no extractions.
+        for line in lines:
+            if line["id"] == good["id"]:
+                line.update(outcome="failed", error="HTTP 503", files=[])
+                line.update(dict.fromkeys(("amountToPay", "iban", "bic", "paymentRecipient"), None))
+                line.update(dict.fromkeys(("paymentReference", "paymentPurpose", "paymentDueDate"), None))
+                line.update(docType=None)
+
+    later = edited(manifest, tmp_path / "later.jsonl", failed)
+    assert load(manifest=later) == count - 1
+    row = database.rows()[good["id"]]
+    assert row == {**expected(good), "manifest": manifest}
+    assert database.counts() == (count, count)
+
+    # Every line, when asked for: the failed line's nulls then replace the values.
+    assert load(manifest=later, outcomes=None) == count
+    row = database.rows()[good["id"]]
+    assert (row["outcome"], row["amount"], row["iban"], row["manifest"]) == ("failed", None, None, later)
+
+
+def test_missing_results_of_a_mapped_pull_are_skipped_with_a_warning(
+    sqlite_db: Database, manifest: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="airflow_provider_gini.transfers")
+    assert load(manifest=[None, {"manifest": manifest}, {"manifest": None}]) == len(manifest_lines(manifest))
+    warned = [r.getMessage() for r in caplog.records if "missing (None)" in r.getMessage()]
+    assert len(warned) == 1
+    assert warned[0].startswith("2 of 3 manifest result(s) are missing (None)")
+
+
+def test_sqlite_dates_sort_and_compare_as_sqlite_and_sqlalchemy_read_them(
+    sqlite_db: Database, manifest: str, tmp_path: Path
+) -> None:
+    import sqlalchemy as sa
+
+    def dates(lines: list[dict[str, Any]]) -> None:
+        # A whole second, and two within the same second: the forms with and without a fraction.
+        lines[0]["creationDate"] = 1767571200000  # 2026-01-05 00:00:00
+        lines[1]["creationDate"] = 1767571200250
+        lines[2]["creationDate"] = 1767571199999
+
+    path = edited(manifest, tmp_path / "dates.jsonl", dates)
+    lines = manifest_lines(path)
+    assert load(manifest=path) == len(lines)
+    by_time = [line["id"] for line in sorted(lines, key=lambda line: line["creationDate"])]
+    ordered = sqlite_db.query("SELECT document_id FROM gini_extractions ORDER BY creation_date")
+    assert [row[0] for row in ordered] == by_time
+    stored = dict(sqlite_db.query("SELECT document_id, creation_date FROM gini_extractions"))
+    assert (stored[lines[0]["id"]], stored[lines[1]["id"]], stored[lines[2]["id"]]) == (
+        "2026-01-05 00:00:00",
+        "2026-01-05 00:00:00.250000",
+        "2026-01-04 23:59:59.999000",
+    )
+    # SQLite's date functions: equal at the whole second, the day's bounds taking what they should.
+    [(equal, day, before, recent)] = sqlite_db.query(
+        "SELECT sum(creation_date = datetime('2026-01-05')), "
+        "sum(creation_date >= datetime('2026-01-05') AND creation_date < datetime('2026-01-05', '+1 day')), "
+        "sum(creation_date < datetime('2026-01-05')), "
+        "sum(loaded_at > datetime('now', '-1 hour') AND loaded_at < datetime('now', '+1 minute')) "
+        "FROM gini_extractions"
+    )
+    stamps = [EPOCH + timedelta(milliseconds=line["creationDate"]) for line in lines]
+    assert equal == 1
+    assert day == sum(
+        datetime(2026, 1, 5, tzinfo=UTC) <= t < datetime(2026, 1, 6, tzinfo=UTC) for t in stamps
+    )
+    assert before == sum(t < datetime(2026, 1, 5, tzinfo=UTC) for t in stamps) >= 1
+    assert recent == len(lines)  # loaded_at too, in the same form
+    # SQLAlchemy's SQLite DATETIME (what the table was created with) reads them back exactly.
+    engine = sa.create_engine(f"sqlite:///{sqlite_db.connection['host']}")
+    table = sa.Table(
+        TABLE, sa.MetaData(), sa.Column("document_id", sa.Text), sa.Column("creation_date", sa.DateTime)
+    )
+    with engine.connect() as connection:
+        read = dict(connection.execute(sa.select(table.c.document_id, table.c.creation_date)).all())
+    engine.dispose()
+    assert read == {line["id"]: stamp.replace(tzinfo=None) for line, stamp in zip(lines, stamps, strict=True)}
