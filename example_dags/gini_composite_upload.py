@@ -28,8 +28,10 @@ with DAG(
         "invoice": Param(str(SAMPLES / "rechnung-sample-1.pdf"), type="string", description="Page 1"),
         "slip": Param(str(SAMPLES / "zahlschein-sample-2.pdf"), type="string", description="Page 2"),
         "slip_rotation": Param(0, type="integer", multipleOf=90, description="Turn page 2 by"),
+        "branch": Param("10020030", type="string", description="Sent as the BranchId metadata"),
     },
-    render_template_as_native_obj=True,  # so that the rotation renders as a number
+    # So that the rotation renders as a number (and the branch too: metadata takes integers).
+    render_template_as_native_obj=True,
     tags=["gini", "example"],
     doc_md=__doc__,
 ) as dag:
@@ -40,7 +42,7 @@ with DAG(
         filename="invoice-with-slip.pdf",
         doctype="Invoice",
         # Sent as X-Document-Metadata-* headers with every upload, for Gini's reporting.
-        metadata={"Upload": "{{ dag.dag_id }}", "BranchId": "example"},
+        metadata={"Upload": "{{ dag.dag_id }}", "BranchId": "{{ params.branch }}"},
         wait_for_processing=True,
         deferrable=True,
         poll_interval=1,

@@ -6,17 +6,20 @@ DAG) and ``payment_provider`` (the id of the payer's payment provider: ``GET /pa
 lists them; the default is one of the Gini sandbox's).
 
 **Sandbox only:** against real Gini the payer's banking app pays the request, and the DAG waits
-for that (up to 7 days). The Gini sandbox has no payer, so with ``sandbox_payer`` on (the
-default, for the demo) the task ``sandbox_payer`` plays one: it resolves the request through
-Gini's Bank API route ``POST /paymentRequests/{id}/payment``, as a banking app would. Turn the
-param off, or delete the task, when the connection points at Gini.
+for that (up to 7 days). The Gini sandbox has no payer, so the task ``sandbox_payer`` plays one:
+it resolves the request through Gini's Bank API route ``POST /paymentRequests/{id}/payment``, as
+a banking app would. The param ``sandbox_payer`` decides: unset (the default), it pays only when
+the connection points at a sandbox on this machine (its API host is loopback), never at Gini;
+true pays wherever the connection points; false never pays.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from datetime import datetime, timezone
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from airflow.sdk import DAG, Param, get_current_context, task
 
@@ -39,7 +42,9 @@ with DAG(
             SANDBOX_BANK, type="string", description="GET /paymentProviders lists them"
         ),
         "sandbox_payer": Param(
-            True, type="boolean", description="Sandbox only: pay the request as the payer's bank would"
+            None,
+            type=["null", "boolean"],
+            description="Pay the request as the payer's bank would: unset, only against a loopback sandbox",
         ),
     },
     tags=["gini", "example"],
@@ -60,14 +65,27 @@ with DAG(
         payment_provider="{{ params.payment_provider }}",
     )
 
+    def on_loopback(hook: GiniHook) -> bool:
+        """Whether the connection's API is on this machine (a sandbox), not Gini."""
+        host = urlsplit(hook.settings().api_url).hostname or ""
+        try:
+            return host == "localhost" or ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            return False
+
     @task
     def sandbox_payer(payment_request_id: str) -> None:
         """SANDBOX ONLY: pays the request as the payer's banking app would. Against real Gini the
-        payer does this; set the param ``sandbox_payer`` to false (or delete this task)."""
-        if not get_current_context()["params"]["sandbox_payer"]:
-            logging.getLogger(__name__).info("sandbox_payer is off: the payer's bank is to pay the request")
-            return
+        payer does this: unless the param ``sandbox_payer`` is true, it pays only when the
+        connection points at a loopback sandbox."""
         hook = GiniHook()
+        wanted = get_current_context()["params"]["sandbox_payer"]
+        if not (wanted if wanted is not None else on_loopback(hook)):
+            logging.getLogger(__name__).info(
+                "sandbox_payer: not paying (the param is false, or the connection is not a local "
+                "sandbox): the payer's bank is to pay the request"
+            )
+            return
         request = hook.get_payment_request(payment_request_id)
         hook.resolve_payment_request(
             payment_request_id,

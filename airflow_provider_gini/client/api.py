@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import quote, urljoin, urlsplit
@@ -595,9 +596,12 @@ def partial_subtype(data: bytes) -> str | None:
 
 
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
-    """``metadata`` if Gini can take it as ``X-Document-Metadata-<name>`` headers unchanged, else
+    """``metadata`` as Gini takes it in ``X-Document-Metadata-<name>`` headers, else
     GiniConfigError naming every bad entry: names are HTTP tokens, unique ignoring case (HTTP
-    headers are), values strings of printable ASCII without spaces at either end. Nothing is
+    headers are), values strings of printable ASCII without spaces at either end, or integers
+    and Decimals, sent as ``str(value)`` (a template rendered as a native object gives
+    ``"10020030"`` as an int). Floats (``1e-05``, ``0.30000000000000004``), bools, None and
+    containers are refused: their text is not what the caller meant to send. Nothing is
     encoded or cut here: a value must reach Gini as given."""
     if metadata is None:
         return {}
@@ -607,6 +611,7 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
         )
     problems: list[str] = []
     seen: dict[str, str] = {}
+    checked: dict[str, str] = {}
     for name, value in metadata.items():
         if not isinstance(name, str) or not METADATA_NAME.fullmatch(name):
             problems.append(
@@ -616,18 +621,25 @@ def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
             problems.append(f"names {seen[name.lower()]!r} and {name!r} differ only in case")
         else:
             seen[name.lower()] = name
+        if (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, Decimal) and value.is_finite()
+        ):
+            value = str(value)
         if not isinstance(value, str):
             problems.append(
-                f"the value of {shown(str(name), 80)!r} is a {type(value).__name__}, not a string"
+                f"the value of {shown(str(name), 80)!r} is a {type(value).__name__}: give a string "
+                "(or an integer)"
             )
         elif not METADATA_VALUE.fullmatch(value):
             problems.append(
                 f"the value of {shown(str(name), 80)!r} is not printable ASCII without spaces at either end "
                 "(percent-encode it, e.g. with urllib.parse.quote)"
             )
+        else:
+            checked[str(name)] = value
     if problems:
         raise GiniConfigError(f"Invalid document metadata: {'; '.join(problems)}")
-    return dict(metadata)
+    return checked
 
 
 def metadata_headers(metadata: Mapping[str, Any] | None) -> dict[str, str]:

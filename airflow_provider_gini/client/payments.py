@@ -24,11 +24,18 @@ IBAN_LENGTHS = {
     "NL": 18, "NO": 15, "PL": 28, "PT": 25, "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27,
     "VA": 22,
 }  # fmt: skip
+# The countries whose BBAN is digits only (the SWIFT IBAN registry's formats, all "n"). Others
+# (FR, NL, GB, IT, ...) have letters in their bank codes or accounts: only the shape applies.
+NUMERIC_BBAN = frozenset(
+    {"AT", "BE", "CZ", "DE", "DK", "EE", "ES", "FI", "HR", "HU", "LT", "NO", "PL", "PT", "SE", "SI", "SK"}
+)
 IBAN_SHAPE = re.compile(r"[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}")
 BIC_SHAPE = re.compile(r"[A-Z]{6}[A-Z0-9]{2}(?:[A-Z0-9]{3})?")
 CURRENCY_SHAPE = re.compile(r"[A-Z]{3}")
 # Gini's amount format (docs/gini-compat.md, Payment requests): "<decimal>:<ISO 4217 code>".
 AMOUNT_SHAPE = re.compile(r"([+-]?[0-9]+(?:\.[0-9]+)?):([A-Za-z]{3})")
+# The largest amount a SEPA credit transfer carries (the EPC rulebook: 999,999,999.99).
+MAX_AMOUNT = Decimal("999999999.99")
 
 
 class PaymentFieldError(GiniConfigError):
@@ -63,7 +70,8 @@ class PaymentFields:
 
 def normalise_iban(value: Any, field: str = "iban") -> str:
     """``value`` as an IBAN without spaces in upper case, if it has its country's length (for the
-    SEPA countries) and a valid ISO 13616 checksum (mod 97)."""
+    SEPA countries), check digits 02 to 98, only digits after them where its country's BBAN is
+    numeric (NUMERIC_BBAN), and a valid ISO 13616 checksum (mod 97)."""
     if not isinstance(value, str) or not value.strip():
         raise PaymentFieldError(
             field, f"{field} is empty: give the payee's IBAN, e.g. 'DE89 3704 0044 0532 0130 00'"
@@ -82,6 +90,18 @@ def normalise_iban(value: Any, field: str = "iban") -> str:
             field,
             f"{field} {named} has {len(iban)} characters; an IBAN of {iban[:2]} has {expected}: "
             "check for a missing or extra digit",
+        )
+    if not 2 <= int(iban[2:4]) <= 98:
+        raise PaymentFieldError(
+            field,
+            f"{field} {named} has the check digits {iban[2:4]}; an IBAN's are 02 to 98: copy it "
+            "again from the invoice",
+        )
+    if iban[:2] in NUMERIC_BBAN and not iban[4:].isdigit():
+        raise PaymentFieldError(
+            field,
+            f"{field} {named} has letters after its check digits; an IBAN of {iban[:2]} has only "
+            "digits there: an O for a 0, or an I for a 1?",
         )
     # ISO 13616: move the first four characters to the end, letters to 10..35, then mod 97 is 1.
     digits = "".join(str(int(c, 36)) for c in iban[4:] + iban[:4])
@@ -109,9 +129,9 @@ def normalise_bic(value: Any, field: str = "bic") -> str | None:
 
 
 def normalise_amount(value: Any, currency: str | None = None, field: str = "amount") -> str:
-    """``value`` as Gini's ``"12.50:EUR"``: a positive amount with at most 2 decimal places and a
-    3-letter ISO 4217 currency code. Takes that string, or a number (int, Decimal, float, or a
-    string like ``"12.5"``) with ``currency``."""
+    """``value`` as Gini's ``"12.50:EUR"``: a positive amount up to 999999999.99 with at most 2
+    decimal places (trailing zeros aside) and a 3-letter ISO 4217 currency code. Takes that
+    string, or a number (int, Decimal, float, or a string like ``"12.5"``) with ``currency``."""
     if isinstance(value, bool) or value is None or (isinstance(value, str) and not value.strip()):
         raise PaymentFieldError(
             field, f"{field} is empty: give it as '12.50:EUR', or a number and currency='EUR'"
@@ -150,7 +170,15 @@ def normalise_amount(value: Any, currency: str | None = None, field: str = "amou
         )
     if amount <= 0:
         raise PaymentFieldError(field, f"{field} {shown(str(value), 40)!r} must be more than 0")
-    if amount != amount.quantize(Decimal("0.01")) or int(amount.as_tuple().exponent) < -2:
+    if amount > MAX_AMOUNT:
+        raise PaymentFieldError(
+            field,
+            f"{field} {shown(str(value), 40)!r} is more than a SEPA transfer carries ({MAX_AMOUNT})",
+        )
+    # Within MAX_AMOUNT, quantize cannot overflow the context; trailing zeros ("12.500") are no
+    # extra decimal places.
+    cents = amount.quantize(Decimal("0.01"))
+    if cents != amount:
         raise PaymentFieldError(
             field, f"{field} {shown(str(value), 40)!r} has more than 2 decimal places: round it to cents"
         )
@@ -163,7 +191,7 @@ def normalise_amount(value: Any, currency: str | None = None, field: str = "amou
         raise PaymentFieldError(
             "currency", f"currency {shown(code, 10)!r} is not a 3-letter ISO 4217 code like 'EUR'"
         )
-    return f"{amount.quantize(Decimal('0.01'))}:{code}"
+    return f"{cents}:{code}"
 
 
 def required_text(value: Any, field: str, hint: str) -> str:

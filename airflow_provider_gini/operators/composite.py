@@ -9,7 +9,10 @@ Nothing is uploaded before every file has been read and checked (it exists, is n
 under Gini's 10 MiB, and is a PDF or an image a partial can be): bad input never leaves a
 half-made composite behind. Retries never duplicate what they can prove they made
 (operators/idempotency.py): a later try first looks for the composite itself, then for each
-partial, and uploads only what it cannot prove.
+partial, and uploads only what it cannot prove. The composite POST is marked in the task state
+store (Airflow 3.3+) before it is sent, with its partials: if its answer is lost, the next try
+finds the composite among the first partial's ``compositeDocuments`` (gini-api.md 2.2) by its
+``partialDocuments``, or learns that Gini made none.
 """
 
 from __future__ import annotations
@@ -17,22 +20,28 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from airflow.sdk import Context, ObjectStoragePath
 
+from airflow_provider_gini._compat import AirflowFailException
 from airflow_provider_gini.client.api import MAX_UPLOAD_BYTES, PARTIAL_SUBTYPES, GiniAPI, partial_subtype
-from airflow_provider_gini.client.errors import GiniConfigError, shown
+from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
 from airflow_provider_gini.operators.idempotency import (
+    TAG_CONTENT_SHA256,
     adopt,
     composite_tag,
     partial_part,
     record,
+    record_key,
     upload_tag,
 )
 from airflow_provider_gini.pull.storage import destination_path
 
 # How many problems with the files one error names.
 NAMED_PROBLEMS = 10
+# Gini processes only the first 10 pages of a document (gini-api.md 2.1, Limits).
+GINI_PAGE_LIMIT = 10
 
 
 @dataclass(frozen=True)
@@ -101,7 +110,14 @@ def checked_rotations(rotations: Any, count: int) -> list[int]:
         raise GiniConfigError(
             f"rotations has {len(rotations)} item(s) for {count} file(s): give one per file"
         )
-    bad = [r for r in rotations if isinstance(r, bool) or not isinstance(r, int) or r % 90]
+    not_int = [r for r in rotations if isinstance(r, bool) or not isinstance(r, int)]
+    if not_int:
+        raise GiniConfigError(
+            f"rotations must be integers (multiples of 90 degrees, e.g. 0, 90, -90, 180), got "
+            f"{shown(repr(not_int), 200)}: a template renders a string unless the DAG has "
+            "render_template_as_native_obj=True"
+        )
+    bad = [r for r in rotations if r % 90]
     if bad:
         raise GiniConfigError(
             f"rotations must be multiples of 90 degrees (e.g. 0, 90, -90, 180), got {bad!r}"
@@ -122,8 +138,16 @@ def upload_composite(
 ) -> str:
     """The id of the composite document of ``pages``: adopted when a later try can prove an
     earlier one made it, else created from partials that are each adopted or uploaded."""
+    if len(pages) > GINI_PAGE_LIMIT:
+        log.warning(
+            "Composite document %s has %d files, so at least %d pages: Gini processes only the first %d",
+            shown(name, 200),
+            len(pages),
+            len(pages),
+            GINI_PAGE_LIMIT,
+        )
     tag = composite_tag(context, [p.data for p in pages], rotations)
-    composite = adopt(hook, context, name, tag, log)
+    composite = _sent_before(hook, context, tag, log) or adopt(hook, context, name, tag, log)
     if composite is not None:
         return composite
     partials = []
@@ -143,6 +167,11 @@ def upload_composite(
             )
             record(context, partial, page_tag)
         partials.append(partial)
+    store = context.get("task_state_store")
+    if store is not None:
+        # Before the POST: if its answer is lost, the next try knows which partials it named.
+        mark: dict[str, Any] = {"document_id": None, "sha256": tag[TAG_CONTENT_SHA256], "partials": partials}
+        store.set(record_key(tag), mark)
     composite = hook.create_composite_document(
         partials, rotations, filename=name, doctype=doctype, metadata={**metadata, **tag}
     )
@@ -155,6 +184,60 @@ def upload_composite(
     )
     record(context, composite, tag)
     return composite
+
+
+def _sent_before(hook: GiniAPI, context: Context, tag: Mapping[str, str], log: Any) -> str | None:
+    """The composite an earlier try sent the POST for but got no answer to (its mark in the task
+    state store, Airflow 3.3+, for the same pages and turns), found among its first partial's
+    ``compositeDocuments`` (Gini lists the composites a partial is part of): the one whose
+    ``partialDocuments`` are exactly those partials, in order. None when Gini lists none (the
+    POST created nothing); fails when the partial is gone and nothing can be proven."""
+    store = context.get("task_state_store")
+    kept: Any = store.get(record_key(tag)) if store is not None else None
+    if not isinstance(kept, dict) or kept.get("document_id") is not None:
+        return None
+    partials = kept.get("partials")
+    if kept.get("sha256") != tag[TAG_CONTENT_SHA256] or not isinstance(partials, list) or not partials:
+        return None  # other pages or turns: that composite, if any, is not this one
+    try:
+        first = hook.get_document(str(partials[0]))
+    except GiniNotFound:
+        raise AirflowFailException(
+            f"An earlier try of this task sent the request to make the composite document of partial "
+            f"documents {', '.join(map(str, partials))}, but its answer was lost, and partial document "
+            f"{partials[0]} is gone, so whether Gini made the composite cannot be proven. Not making "
+            "another one: delete the composite if there is one, and clear this task"
+        ) from None
+    for listed in first.get("compositeDocuments") or []:
+        candidate = _last_segment(listed.get("document") if isinstance(listed, dict) else None)
+        if candidate is None:
+            continue
+        try:
+            made = hook.get_document(candidate)
+        except GiniNotFound:
+            continue
+        parts = [
+            _last_segment(p.get("document"))
+            for p in made.get("partialDocuments") or []
+            if isinstance(p, dict)
+        ]
+        if parts == partials:
+            log.info(
+                "Adopting composite document %s: an earlier try of this task asked for it (its "
+                "answer was lost), and Gini lists it as made of the same partial documents %s",
+                shown(candidate, 80),
+                ", ".join(partials),
+            )
+            record(context, candidate, tag)
+            return candidate
+    return None
+
+
+def _last_segment(uri: Any) -> str | None:
+    """The id at the end of a document URI, or None if ``uri`` is none."""
+    if not isinstance(uri, str) or not uri.strip():
+        return None
+    return urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1] or None
 
 
 def composite_name(filename: str | None, pages: Sequence[Page]) -> str:

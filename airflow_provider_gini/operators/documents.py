@@ -50,10 +50,13 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
     default_deferrable``), in the triggerer. ERROR fails the task without retries.
 
     ``metadata`` ({name: value}, templated) goes with every upload as
-    ``X-Document-Metadata-<name>`` headers, unchanged: names are HTTP tokens, values printable
-    ASCII (percent-encode other text yourself); names starting with ``Airflow-`` and
-    ``Content-Sha256`` are reserved for the idempotency tag. Bad metadata fails the task before
-    any upload.
+    ``X-Document-Metadata-<name>`` headers, unchanged: names are HTTP tokens, values strings of
+    printable ASCII (percent-encode other text yourself) or integers (sent as ``str()``; floats,
+    bools and None are refused); names starting with ``Airflow-`` and ``Content-Sha256``
+    (ignoring case, ``_`` taken for ``-``) are reserved for the idempotency tag. Bad metadata
+    fails the task before any upload. Conflicting arguments (``file`` and ``files``, ...) raise
+    TypeError when the DAG is parsed. Gini processes only the first 10 pages of a document: a
+    composite of more files is warned of.
 
     Every upload carries an idempotency tag as Gini metadata headers:
     ``X-Document-Metadata-Airflow-Dag-Id``, ``-Airflow-Run-Id``, ``-Airflow-Task-Id``,
@@ -90,7 +93,7 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
         filename: str | None = None,
         doctype: str | None = None,
         content_type: str | None = None,
-        metadata: dict[str, str] | None = None,
+        metadata: dict[str, str | int] | None = None,
         wait_for_processing: bool = False,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         processing_timeout: float = 600.0,
@@ -114,15 +117,16 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
         self._check_arguments()  # at parse time already, where the DAG's author sees it
 
     def _check_arguments(self) -> None:
+        """TypeError naming the conflict: at parse time, where the DAG's author sees it."""
         if (self.file is None) == (self.files is None):
-            raise AirflowFailException(
+            raise TypeError(
                 "GiniUploadDocumentOperator needs exactly one of file (one document) and files "
                 f"(the pages of one composite document), got {'both' if self.file is not None else 'neither'}"
             )
         if self.files is None and self.rotations is not None:
-            raise AirflowFailException("rotations apply to files (a composite document), not to file")
+            raise TypeError("rotations apply to files (a composite document), not to file")
         if self.files is not None and self.content_type is not None:
-            raise AirflowFailException(
+            raise TypeError(
                 "content_type applies to file; with files each partial's type comes from its content"
             )
 
@@ -131,7 +135,10 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
             return self._upload(context)
 
     def _upload(self, context: Context) -> str:
-        self._check_arguments()  # again: mapped and templated arguments arrive only now
+        try:
+            self._check_arguments()  # again: mapped and templated arguments arrive only now
+        except TypeError as exc:  # a retry cannot fix the arguments
+            raise AirflowFailException(str(exc)) from exc
         metadata = user_metadata(self.metadata)
         if self.files is not None:
             pages = read_pages(self.files, self.file_conn_id)

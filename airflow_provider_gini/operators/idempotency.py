@@ -25,8 +25,8 @@ tag with ``partial-<k>`` and page k's sha256) and the composite itself, whose sh
 its pages' sha256s and rotations. So a later try adopts what it can prove and uploads the rest.
 
 User metadata (the operator's ``metadata``) travels beside the tag and can neither break nor
-forge it: names starting with ``Airflow-`` and ``Content-Sha256`` are reserved (ignoring case),
-and only reserved names are read back as the tag.
+forge it: names starting with ``Airflow-`` and ``Content-Sha256`` are reserved (ignoring case,
+``_`` taken for ``-``), and only reserved names are read back as the tag.
 """
 
 from __future__ import annotations
@@ -86,10 +86,11 @@ def partial_part(index: int) -> str:
 
 def composite_tag(context: Context, pages: Sequence[bytes], rotations: Sequence[int]) -> dict[str, str]:
     """The tag of a composite document of ``pages`` turned by ``rotations``: its Content-Sha256
-    is the sha256 of one line ``<page sha256> <rotation>`` per page, in order, so the same pages
-    in the same order and turns make the same composite, whichever partials hold them."""
+    is the sha256 of one line ``<page sha256> <rotation>`` per page, in order, the rotation
+    normalised to 0-359 as Gini gets it (-90 and 270 are one turn), so the same pages in the
+    same order and turns make the same composite, whichever partials hold them."""
     lines = "".join(
-        f"{hashlib.sha256(page).hexdigest()} {rotation}\n"
+        f"{hashlib.sha256(page).hexdigest()} {rotation % 360}\n"
         for page, rotation in zip(pages, rotations, strict=True)
     )
     return _tag(context, hashlib.sha256(lines.encode("ascii")).hexdigest(), COMPOSITE_PART)
@@ -111,8 +112,9 @@ def _tag(context: Context, sha256: str, part: str | None) -> dict[str, str]:
 
 
 def is_reserved(name: str) -> bool:
-    """Whether a metadata name belongs to the tag (ignoring case)."""
-    folded = name.lower()
+    """Whether a metadata name belongs to the tag, ignoring case and taking ``_`` for ``-``
+    (servers and proxies that map headers to variables read them alike)."""
+    folded = name.lower().replace("_", "-")
     return folded.startswith(RESERVED_PREFIX) or folded in RESERVED_NAMES
 
 
@@ -125,8 +127,8 @@ def user_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
     if taken:
         raise GiniConfigError(
             f"Document metadata may not use the name(s) {', '.join(map(repr, taken))}: names starting "
-            f"with 'Airflow-' and {TAG_CONTENT_SHA256!r} are reserved, ignoring case, for the upload's "
-            f"idempotency tag ({', '.join((*UPLOAD_TAG, TAG_PART))}). Rename them."
+            f"with 'Airflow-' and {TAG_CONTENT_SHA256!r} are reserved, ignoring case and '_' for '-', "
+            f"for the upload's idempotency tag ({', '.join((*UPLOAD_TAG, TAG_PART))}). Rename them."
         )
     return checked
 
@@ -182,7 +184,9 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
     if ti is None or try_number <= 1 or not set(UPLOAD_TAG) <= set(tag):
         return None
     dag_run = context.get("dag_run")
-    since = getattr(dag_run, "start_date", None) or getattr(dag_run, "run_after", None)
+    # run_after first: clearing a finished run resets its start_date to when it runs again,
+    # which would hide the earlier tries' uploads.
+    since = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
     if since is None:
         return None
     wanted = {key.lower(): value for key, value in tag.items()}

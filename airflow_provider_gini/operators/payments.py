@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -63,18 +63,25 @@ class GiniCreatePaymentRequestOperator(GiniBaseOperator):
     paid twice. Within a try it is never sent again once it may have reached Gini. Across tries
     (a retry, or the task cleared):
 
-    * **Airflow 3.3+** (its task state store): each try records that it is about to send, and
-      then the id Gini answered. A later try with the same fields adopts the recorded request
-      (if it still exists). If an earlier try sent the request but got no answer (the connection
-      broke), the later try lists the user's payment requests: one with the same fields created
-      since then fails the task, naming it, as it cannot be proven to be this task's; none, and
-      it creates the request.
+    * **Airflow 3.3+** (its task state store): each try records that it is about to send (with
+      the fields), and then the id Gini answered. A later try with the same fields adopts the
+      recorded request (if it still exists). With other fields (say, a corrected amount, and the
+      task cleared), it fails naming the recorded request while that is open or paid (delete it
+      and clear the task, or create the new request in a new task); one gone or invalid is
+      replaced. If an earlier try sent the request but got no answer (the connection broke),
+      the later try lists the user's payment requests: one with this try's or that try's fields
+      (and source document) created since then fails the task, naming it, as it cannot be
+      proven to be this task's; none, and it creates the request.
     * **Airflow 3.0-3.2** (no task state store): a later try never adopts. It lists the user's
-      payment requests first and fails, naming them, if one with the same fields was created
-      since the DAG run started; otherwise it creates the request. So a retry never makes a
+      payment requests first and fails, naming them, if one with the same fields and source
+      document was created since the DAG run's ``run_after`` (which, unlike its start date, a
+      clear does not move); otherwise it creates the request. So a retry never makes a
       duplicate that Gini lists, but after any failure that follows a successful POST (the
-      worker lost, the XCom not written), it fails rather than carrying on: delete the request
-      and clear the task, or take its id from the message.
+      worker lost, the XCom not written, the task cleared), it fails rather than carrying on:
+      delete the request and clear the task, or take its id from the message.
+
+    Requests are told apart by their fields and, when Gini names it, their source document:
+    mapped tasks with equal fields for different documents do not refuse each other.
     """
 
     template_fields: Sequence[str] = (
@@ -176,14 +183,15 @@ class GiniCreatePaymentRequestOperator(GiniBaseOperator):
         if adopted is not None:
             return adopted
         store = context.get("task_state_store")
+        # The fields go with the record: a later try with other fields still knows what this
+        # one may have created.
+        record: dict[str, Any] = {"fingerprint": fingerprint, "fields": sent}
         if store is not None:
             # Before the POST: a try that never learns the answer leaves this for the next.
-            store.set(RECORD_KEY, {"fingerprint": fingerprint, "sent_at": time.time(), "id": None})
+            store.set(RECORD_KEY, record | {"sent_at": time.time(), "id": None})
         payment_request_id = self.hook.create_payment_request(**sent)
         if store is not None:
-            store.set(
-                RECORD_KEY, {"fingerprint": fingerprint, "sent_at": time.time(), "id": payment_request_id}
-            )
+            store.set(RECORD_KEY, record | {"sent_at": time.time(), "id": payment_request_id})
         self.log.info(
             "Created payment request %s: %s to %s (%s)",
             payment_request_id,
@@ -196,53 +204,82 @@ class GiniCreatePaymentRequestOperator(GiniBaseOperator):
     def _earlier(self, context: Context, fingerprint: str, fields: PaymentFields) -> str | None:
         """The request an earlier try of this task instance provably created with these fields,
         or None when this try is to create one; fails when an earlier try may have created one
-        that cannot be proven its own (class docstring)."""
+        that cannot be proven its own, or created one with other fields that is still payable
+        (class docstring)."""
         store = context.get("task_state_store")
-        kept = store.get(RECORD_KEY) if store is not None else None
+        kept: Any = store.get(RECORD_KEY) if store is not None else None
         try_number = getattr(context.get("ti"), "try_number", 1)
         if isinstance(kept, dict):
             kept_id = kept.get("id")
-            if kept.get("fingerprint") != fingerprint:
-                if isinstance(kept_id, str):
-                    self.log.info(
-                        "Try %d: the fields changed since this task created payment request %s; "
-                        "creating one for the new fields (%s stays at Gini: delete it if unwanted)",
-                        try_number,
-                        kept_id,
-                        kept_id,
-                    )
-                return None
+            same = kept.get("fingerprint") == fingerprint
             if isinstance(kept_id, str):
-                try:
-                    self.hook.get_payment_request(kept_id)
-                except GiniNotFound:
-                    self.log.info(
-                        "Try %d: payment request %s, created by an earlier try, is gone", try_number, kept_id
-                    )
-                    return None
-                self.log.info(
-                    "Try %d: adopting payment request %s, which an earlier try of this task created "
-                    "with the same fields (Airflow's task state store)",
-                    try_number,
-                    kept_id,
-                )
-                return kept_id
+                return self._recorded(kept_id, same, try_number)
+            # The earlier POST's answer was lost: whatever its fields, Gini may hold its request.
             sent_at = kept.get("sent_at")
             since = float(sent_at) if isinstance(sent_at, (int, float)) else 0.0
-        elif store is None and try_number > 1:
-            started = getattr(context.get("dag_run"), "start_date", None)
-            since = started.timestamp() if isinstance(started, datetime) else 0.0
-        else:
-            return None  # the first try, or (3.3+) no earlier try got as far as sending
-        self._refuse_unproven(fields, since, try_number)
-        return None
+            source = self.document_id
+            wanted: list[Callable[[dict[str, Any]], bool]] = [lambda item: _same(item, fields, source)]
+            if not same:
+                earlier: Any = kept.get("fields")
+                earlier_fields = _stored_fields(earlier)
+                if earlier_fields is not None:
+                    earlier_source = earlier.get("source_document")
+                    wanted.append(lambda item: _same(item, earlier_fields, earlier_source))
+                elif source:  # a record without its fields: at least this document's requests
+                    wanted.append(lambda item: _named_source(item) is not None and _same_source(item, source))
+            self._refuse_unproven(wanted, since, try_number)
+            return None
+        if store is None and try_number > 1:
+            source = self.document_id
+            self._refuse_unproven(
+                [lambda item: _same(item, fields, source)], _run_began(context.get("dag_run")), try_number
+            )
+        return None  # the first try, or (3.3+) no earlier try got as far as sending
 
-    def _refuse_unproven(self, fields: PaymentFields, since: float, try_number: int) -> None:
-        """Fail if Gini lists a request with these fields created since ``since`` (epoch s)."""
+    def _recorded(self, kept_id: str, same: bool, try_number: int) -> str | None:
+        """The recorded request ``kept_id`` adopted when it has these fields and still exists;
+        None when it is gone (or, with other fields, invalid); else fails naming it."""
+        try:
+            found = self.hook.get_payment_request(kept_id)
+        except GiniNotFound:
+            self.log.info(
+                "Try %d: payment request %s, created by an earlier try, is gone", try_number, kept_id
+            )
+            return None
+        if same:
+            self.log.info(
+                "Try %d: adopting payment request %s, which an earlier try of this task created "
+                "with the same fields (Airflow's task state store)",
+                try_number,
+                kept_id,
+            )
+            return kept_id
+        status = found.get("status")
+        if status == "invalid":
+            self.log.info(
+                "Try %d: the fields changed since this task created payment request %s, which is "
+                "invalid: creating one for the new fields",
+                try_number,
+                kept_id,
+            )
+            return None
+        raise AirflowFailException(
+            f"Try {try_number}: the fields changed since an earlier try of this task created payment "
+            f"request {kept_id}, which is {shown(str(status), 20)}. Not creating a second one for the "
+            f"same task (both could be paid): delete {kept_id} (DELETE /paymentRequests/{kept_id}) and "
+            "clear this task, or create the new request in a new task"
+        )
+
+    def _refuse_unproven(
+        self, wanted: Sequence[Callable[[dict[str, Any]], bool]], since: float, try_number: int
+    ) -> None:
+        """Fail if Gini lists a request that any of ``wanted`` matches created since ``since``
+        (epoch s)."""
         found = [
             _request_id(item)
             for item in self.hook.list_payment_requests()
-            if _same(item, fields) and _created(item, default=since) >= since - CLOCK_MARGIN
+            if any(matches(item) for matches in wanted)
+            and _created(item, default=since) >= since - CLOCK_MARGIN
         ]
         if not found:
             return
@@ -269,15 +306,62 @@ def _normal(check: Any, value: Any) -> Any:
         return value
 
 
-def _same(item: dict[str, Any], fields: PaymentFields) -> bool:
-    """Whether Gini's payment request ``item`` has ``fields`` (the bic aside: optional)."""
+def _same(item: dict[str, Any], fields: PaymentFields, source: str | None) -> bool:
+    """Whether Gini's payment request ``item`` has ``fields`` (the bic aside: optional) and, when
+    it names a source document, ``source`` (a document id or URL)."""
     return (
         str(item.get("paymentProvider") or "") == fields.payment_provider
         and str(item.get("recipient") or "").strip() == fields.recipient
         and _normal(normalise_iban, item.get("iban")) == fields.iban
         and _normal(normalise_amount, item.get("amount")) == fields.amount
         and str(item.get("purpose") or "").strip() == fields.purpose
+        and _same_source(item, source)
     )
+
+
+def _named_source(item: dict[str, Any]) -> str | None:
+    """The source document's URL that ``item`` names (``_links`` or the field), if any."""
+    links = item.get("_links")
+    named = (links.get("sourceDocumentLocation") if isinstance(links, dict) else None) or item.get(
+        "sourceDocumentLocation"
+    )
+    return named if isinstance(named, str) and named.strip() else None
+
+
+def _same_source(item: dict[str, Any], source: str | None) -> bool:
+    """Whether ``item``'s source document is ``source``. One that names none (or Gini not saying)
+    matches any: better a false alarm than a duplicate."""
+    named = _named_source(item)
+    if named is None:
+        return True
+    if source is None:
+        return False
+    if "://" in source:
+        return named.rstrip("/") == source.rstrip("/")
+    return urlsplit(named).path.rstrip("/").rsplit("/", 1)[-1] == source
+
+
+def _stored_fields(value: Any) -> PaymentFields | None:
+    """The fields an earlier try recorded (``_create``'s record), or None if it has none."""
+    if not isinstance(value, dict):
+        return None
+    texts = [value.get(name) for name in ("payment_provider", "recipient", "iban", "amount", "purpose")]
+    if not all(isinstance(text, str) for text in texts):
+        return None
+    provider, recipient, iban, amount, purpose = map(str, texts)
+    bic = value.get("bic")
+    return PaymentFields(provider, recipient, iban, amount, purpose, bic if isinstance(bic, str) else None)
+
+
+def _run_began(dag_run: Any) -> float:
+    """A time (epoch s) no try of this DAG run can precede: its ``run_after``, which no clear
+    moves (clearing a finished run resets its ``start_date`` to the time it starts again), else
+    the earliest of ``logical_date`` and ``start_date``; 0 when none is known (all count)."""
+    run_after = getattr(dag_run, "run_after", None)
+    if isinstance(run_after, datetime):
+        return run_after.timestamp()
+    moments = (getattr(dag_run, name, None) for name in ("logical_date", "start_date"))
+    return min((m.timestamp() for m in moments if isinstance(m, datetime)), default=0.0)
 
 
 def _created(item: dict[str, Any], default: float) -> float:

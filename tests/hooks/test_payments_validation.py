@@ -26,6 +26,8 @@ VALID_IBANS = {
     "GB29 NWBK 6016 1331 9268 19": "GB29NWBK60161331926819",
     "NO9386011117947": "NO9386011117947",
     "MT84MALT011000012345MTLCAST001S": "MT84MALT011000012345MTLCAST001S",
+    "ES91 2100 0418 4502 0005 1332": "ES9121000418450200051332",
+    "BE68 5390 0754 7034": "BE68539007547034",  # pragma: allowlist secret
     # Not a SEPA country of the table: only the general bounds and the checksum apply.
     "BR1800360305000010009795493C1": "BR1800360305000010009795493C1",
 }
@@ -45,6 +47,14 @@ def test_valid_ibans_are_normalised(given: str, normal: str) -> None:
         ("AT61 1904 3002 3457 3201 1", "has 21 characters; an IBAN of AT has 20"),
         ("3704 0044 0532 0130 00", "is not an IBAN"),
         ("DE89-3704-0044-0532-0130-00", "is not an IBAN"),
+        # Passes mod 97, but no IBAN has the check digits 00, 01 or 99.
+        (
+            "DE00071616074616228029",  # pragma: allowlist secret
+            "has the check digits 00; an IBAN's are 02 to 98",
+        ),
+        # Pass mod 97, but a German or Austrian BBAN is digits only.
+        ("DE05 3704 0044 0532 0130 0A", "has letters after its check digits; an IBAN of DE has only digits"),
+        ("AT76 1904 3002 3457 3O01", "an IBAN of AT has only digits"),
         ("", "iban is empty"),
         (None, "iban is empty"),
     ],
@@ -67,6 +77,10 @@ def test_wrong_ibans_name_the_field_and_the_fix(given: Any, said: str) -> None:
         (12, "chf", "12.00:CHF"),
         (12.5, "EUR", "12.50:EUR"),
         (Decimal("0.01"), "EUR", "0.01:EUR"),
+        # Trailing zeros are no extra decimal places.
+        ("12.500:EUR", None, "12.50:EUR"),
+        (Decimal("12.5000"), "EUR", "12.50:EUR"),
+        ("999999999.99:EUR", None, "999999999.99:EUR"),
     ],
 )
 def test_amounts_are_normalised(amount: Any, currency: str | None, normal: str) -> None:
@@ -79,6 +93,13 @@ def test_amounts_are_normalised(amount: Any, currency: str | None, normal: str) 
         ("0:EUR", None, "must be more than 0"),
         ("-12.50:EUR", None, "must be more than 0"),
         ("12.505:EUR", None, "more than 2 decimal places"),
+        ("12.5001:EUR", None, "more than 2 decimal places"),
+        # Beyond SEPA's 999,999,999.99, and beyond what Decimal's context can quantize to cents:
+        # a typed error naming the field, never a bare decimal.InvalidOperation.
+        ("1E30", "EUR", "is more than a SEPA transfer carries"),
+        ("1" * 30 + ":EUR", None, "is more than a SEPA transfer carries"),
+        ("1000000000:EUR", None, "is more than a SEPA transfer carries"),
+        ("1E-40", "EUR", "more than 2 decimal places"),
         (0.1 + 0.2, "EUR", "more than 2 decimal places"),
         ("12,50:EUR", None, "a point for decimals"),
         ("12.50 EUR", None, "is not a number"),

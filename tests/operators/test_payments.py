@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_gini.client.errors import GiniTransportError
 from airflow_provider_gini.hooks.gini import GiniHook
 from airflow_provider_gini.sandbox import RunningSandbox
 from airflow_provider_gini.triggers.payments import GiniPaymentRequestTrigger
@@ -312,17 +313,170 @@ def test_without_the_task_state_store_a_later_try_refuses_what_it_cannot_prove(
 
     started = datetime.now(timezone.utc)
     earlier = new_request(hook)  # what the first try created before its answer was lost
-    later_try = {"ti": SimpleNamespace(try_number=2), "dag_run": SimpleNamespace(start_date=started)}
+    # The run finished and was cleared an hour later: Airflow reset its start_date to then, but
+    # not its run_after.
+    cleared = SimpleNamespace(run_after=started, start_date=started + timedelta(hours=1))
+    later_try = {"ti": SimpleNamespace(try_number=2), "dag_run": cleared}
     with pytest.raises(sdk_exception("AirflowFailException"), match=f"created since: {earlier}"):
         operator().execute(later_try)
     assert posts(gini_connection) == 1
     # The same fields but a request from before this DAG run: not one of this task's tries.
-    next_day = {**later_try, "dag_run": SimpleNamespace(start_date=started + timedelta(hours=1))}
+    next_day = {**later_try, "dag_run": SimpleNamespace(run_after=started + timedelta(hours=1))}
     created = operator().execute(next_day)
     # Other fields: no request of an earlier try can be this one.
     other = operator(amount="8.00:EUR").execute(later_try)
     assert len({earlier, created, other}) == 3
     assert posts(gini_connection) == 3
+
+
+FINISHED_RUN_DAG = f"""
+from datetime import datetime, timedelta, timezone
+from airflow.sdk import DAG, task
+from airflow_provider_gini.operators.payments import GiniCreatePaymentRequestOperator
+
+with DAG("{{dag_id}}", schedule=None, start_date=datetime(2026, 1, 1, tzinfo=timezone.utc)) as dag:
+    create = GiniCreatePaymentRequestOperator(
+        task_id="create", payment_provider="{BANK}", recipient="Stadtwerke Nord", iban="{IBAN}",
+        amount="99.00:EUR", purpose="RE-2026-8", hook_params={FAST!r})
+
+    @task
+    def fail_then_clear(first_id, **context):
+        # The run fails (a downstream task failed); an hour later the user clears the create
+        # task of the finished run, and the scheduler starts the run again.
+        from airflow.models.dagrun import DagRun
+        from airflow.models.taskinstance import TaskInstance, clear_task_instances
+        from airflow.utils.session import create_session
+        from airflow.utils.state import DagRunState
+
+        ti = context["ti"]
+        with create_session() as session:
+            run = session.query(DagRun).filter_by(dag_id=ti.dag_id, run_id=ti.run_id).one()
+            run.state = DagRunState.FAILED
+            session.flush()
+            tis = session.query(TaskInstance).filter_by(dag_id=ti.dag_id, run_id=ti.run_id, task_id="create").all()
+            clear_task_instances(tis, session)  # a finished run: start_date reset, state QUEUED
+            assert run.start_date is None
+            run.state = DagRunState.RUNNING
+            run.start_date = datetime.now(timezone.utc) + timedelta(hours=1)
+        return first_id
+
+    fail_then_clear(create.output)
+"""
+
+
+def test_clearing_a_finished_run_does_not_create_a_second_request(
+    gini_connection: RunningSandbox, dag_file: Callable[..., Any], capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Clearing a task of a finished run resets the run's start date to when it runs again (an
+    hour later here): a later try must not take that as the start of its run, or an earlier
+    try's request falls outside what it checks. 3.3+ adopts (task state store); 3.0-3.2 fail
+    naming the request (its run_after, which a clear does not move). Under dag.test() on 3.0
+    the retried task still sees the run's first start_date, so there this is a guard of the
+    whole flow; the direct test below shows the bound itself."""
+    run = dag_file(FINISHED_RUN_DAG).test()
+    [request] = payment_requests(gini_connection)
+    assert posts(gini_connection) == 1
+    assert try_number(run, "create") == 2
+    assert xcom(run, "fail_then_clear") == request["id"]
+    if AIRFLOW_V_3_3_PLUS:
+        assert task_states(run)["create"] == "success"
+        assert xcom(run, "create") == request["id"]
+    else:
+        assert task_states(run)["create"] == "failed"
+        said(capfd, f"created since: {request['id']}")
+
+
+class Store:
+    """Airflow 3.3's task state store as a task sees it (get/set per key), kept across the
+    calls of one test: the tries of one task instance."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+def create_operator(**fields: Any) -> Any:
+    from airflow_provider_gini.operators.payments import GiniCreatePaymentRequestOperator
+
+    arguments = {"recipient": "Stadtwerke Nord", "iban": IBAN, "amount": "7.00:EUR", "purpose": "RE-3"}
+    return GiniCreatePaymentRequestOperator(
+        task_id="create", payment_provider=BANK, hook_params=FAST, **{**arguments, **fields}
+    )
+
+
+def tries(store: Store) -> Iterator[dict[str, Any]]:
+    """The contexts of a task instance's tries 1, 2, ... with the task state store."""
+    number = 0
+    while True:
+        number += 1
+        yield {"ti": SimpleNamespace(try_number=number), "task_state_store": store}
+
+
+def test_other_fields_on_a_later_try_never_make_a_second_payable_request(
+    gini_connection: RunningSandbox, hook: GiniHook
+) -> None:
+    """With the task state store (3.3+): a later try whose fields changed (say, the amount) fails
+    naming the earlier try's request while that is open or paid; once it is invalid or gone, it
+    creates the new one. Called directly with a store as Airflow gives it, on every version."""
+    store = Store()
+    contexts = tries(store)
+    first = create_operator().execute(next(contexts))
+    fail = sdk_exception("AirflowFailException")
+    with pytest.raises(
+        fail,
+        match=f"fields changed since an earlier try of this task created payment request {first}, which is open",
+    ):
+        create_operator(amount="8.00:EUR").execute(next(contexts))
+    pay(hook, first)
+    with pytest.raises(fail, match=f"{first}, which is paid"):
+        create_operator(amount="8.00:EUR").execute(next(contexts))
+    assert posts(gini_connection) == 1
+    other = new_request(hook)
+    hook.delete_payment_request(other)
+    store.values["gini_payment_request"]["id"] = other  # a request since deleted
+    replaced = create_operator(amount="8.00:EUR").execute(next(contexts))
+    assert posts(gini_connection) == 3
+    assert replaced not in (first, other)
+
+
+def test_a_lost_answer_is_checked_even_when_the_fields_changed(
+    gini_connection: RunningSandbox, hook: GiniHook
+) -> None:
+    """The first try's POST reached Gini but its answer was lost (the record holds no id), and
+    the next try has other fields: it still lists the user's requests and fails naming the one
+    with the first try's fields, instead of creating a second."""
+    gini_connection.add_fault("reset", path="/paymentRequests", method="POST", first=1, after_handler=True)
+    contexts = tries(Store())
+    with pytest.raises(GiniTransportError):  # the broken connection: retryable, no result
+        create_operator().execute(next(contexts))
+    [lost] = payment_requests(gini_connection)
+    with pytest.raises(sdk_exception("AirflowFailException"), match=f"created since: {lost['id']}"):
+        create_operator(amount="8.00:EUR").execute(next(contexts))
+    assert len(payment_requests(gini_connection)) == 1
+
+
+def test_requests_for_other_documents_are_not_refused(
+    gini_connection: RunningSandbox, hook: GiniHook
+) -> None:
+    """Mapped tasks for two documents with equal fields: a later try of the second is not
+    refused by the first's request, which names another source document."""
+    first_document, second_document = gini_connection.insert_documents(doctype="Invoice", count=2)
+    later_try = {
+        "ti": SimpleNamespace(try_number=2),
+        "dag_run": SimpleNamespace(run_after=datetime.now(timezone.utc)),
+    }
+    first = create_operator(document_id=first_document).execute({})
+    second = create_operator(document_id=second_document).execute(later_try)
+    assert first != second
+    # The same document: the first's request may be this try's own, so it is refused.
+    with pytest.raises(sdk_exception("AirflowFailException"), match=f"created since: {first}"):
+        create_operator(document_id=first_document).execute(later_try)
+    assert posts(gini_connection) == 2
 
 
 SENSOR_DAG = """
@@ -486,3 +640,26 @@ def test_example_dag(gini_connection: RunningSandbox, example_dag: Callable[[str
     assert stored["body"]["amount"] == found["amountToPay"]["value"]
     assert stored["body"]["iban"] == found["iban"]["value"]
     assert xcom(run, "wait_until_paid")["status"] == "paid"
+
+
+def test_example_dag_pays_only_a_local_sandbox(
+    gini_connection: RunningSandbox, example_dag: Callable[[str], Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The example's stand-in payer: unset, it pays only when the connection's API is on this
+    machine (never at Gini); false, never. With it off the request stays open (the wait task
+    is marked successful so the run ends)."""
+    import json
+    import runpy
+
+    dag = example_dag("gini_payment_request")
+    on_loopback = runpy.run_path(dag.fileloc)["on_loopback"]
+    assert on_loopback(GiniHook("gini_default"))
+    real = {**gini_connection.connection(), "host": "https://pay-api.gini.net"}
+    real["extra"] = {**real["extra"], "user_center_url": "https://user.gini.net"}
+    monkeypatch.setenv("AIRFLOW_CONN_GINI_REAL", json.dumps(real))
+    assert not on_loopback(GiniHook("gini_real"))
+    assert dag.params["sandbox_payer"] is None
+    run = dag.test(run_conf={"sandbox_payer": False}, mark_success_pattern="wait_until_paid")
+    assert run.state == "success", task_states(run)
+    [stored] = payment_requests(gini_connection)
+    assert stored["status"] == "open"

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from airflow_provider_gini.client.errors import GiniTransportError
 from airflow_provider_gini.operators.idempotency import (
     TAG_CONTENT_SHA256,
     TAG_MAP_INDEX,
@@ -175,7 +176,12 @@ BAD_METADATA = {
     ),
     "a name that is no token": ({"Branch Id": "1"}, "not an HTTP token"),
     "names equal but for case": ({"Upload": "a", "upload": "b"}, "differ only in case"),
-    "a value that is no string": ({"BranchId": 10020030}, "not a string"),
+    "a float value": ({"BranchId": 1.5}, "is a float: give a string (or an integer)"),
+    "a bool value": ({"Paid": True}, "is a bool: give a string"),
+    "a None value": ({"BranchId": None}, "is a NoneType: give a string"),
+    "a list value": ({"BranchId": ["1"]}, "is a list: give a string"),
+    "a tag name with underscores": ({"Airflow_Dag_Id": "forged"}, "reserved"),
+    "the content hash, underscored": ({"content_sha256": "0" * 64}, "reserved"),
 }
 
 
@@ -200,8 +206,33 @@ def test_reserved_names_are_named_in_the_error() -> None:
         operator.execute({})  # type: ignore[arg-type]
     message = str(caught.value)
     assert "'Content-sha256', 'airflow-dag-id'" in message
+    assert "ignoring case and '_' for '-'" in message
     assert "'Ok'" not in message
     assert all(name in message for name in (*UPLOAD_TAG, TAG_PART))
+
+
+def test_integer_metadata_is_sent_as_text(
+    gini_connection: RunningSandbox, dag_file: Callable[..., Any]
+) -> None:
+    """Integers and Decimals go as str(value), as the client always sent them: with
+    render_template_as_native_obj a template of digits renders as an int."""
+    dag = dag_file(
+        UPLOAD_DAG.replace("RETRIES", "0")
+        .replace(
+            "ARGS",
+            f"file={str(INVOICE)!r}, hook_params={FAST!r}, "
+            "metadata={'BranchId': '{{ params.branch }}', 'Pages': 2, 'Total': Decimal('12.50')}",
+        )
+        .replace(
+            "schedule=None,",
+            'schedule=None, params={"branch": "10020030"}, render_template_as_native_obj=True,',
+        )
+        .replace("from airflow.sdk import DAG", "from decimal import Decimal\nfrom airflow.sdk import DAG")
+    )
+    run = dag.test()
+    assert run.state == "success", task_states(run)
+    received = metadata_of(gini_connection, xcom(run, "upload"))
+    assert (received["branchid"], received["pages"], received["total"]) == ("10020030", "2", "12.50")
 
 
 # --- composite documents ----------------------------------------------------------------------
@@ -361,8 +392,9 @@ def test_bad_files_fail_before_any_upload(
         ({"files": []}, "files is empty"),
         ({"files": [str(INVOICE), str(SLIP)], "rotations": [0]}, "1 item(s) for 2 file(s)"),
         ({"files": [str(INVOICE), str(SLIP)], "rotations": [0, 45]}, "multiples of 90"),
+        ({"files": [str(INVOICE), str(SLIP)], "rotations": [0, "90"]}, "rotations must be integers"),
     ],
-    ids=["string", "empty", "rotations count", "rotation 45"],
+    ids=["string", "empty", "rotations count", "rotation 45", "rotation a string"],
 )
 def test_bad_composite_arguments_fail_before_any_upload(
     args: dict[str, Any], said: str, gini_connection: RunningSandbox, dag_file: Callable[..., Any]
@@ -383,8 +415,80 @@ def test_bad_composite_arguments_fail_before_any_upload(
 def test_conflicting_arguments_fail_when_the_dag_is_parsed(args: dict[str, Any], said: str) -> None:
     from airflow_provider_gini.operators.documents import GiniUploadDocumentOperator
 
-    with pytest.raises(sdk_exception("AirflowFailException"), match=said):
+    with pytest.raises(TypeError, match=said):  # a plain Python error where the DAG is parsed
         GiniUploadDocumentOperator(task_id="u", **args)
+
+
+def test_rotations_are_hashed_as_gini_gets_them() -> None:
+    """-90 and 270 are one turn (sent as 270 both): the same composite, the same tag."""
+    pages = [INVOICE.read_bytes(), SLIP.read_bytes()]
+    sha = TAG_CONTENT_SHA256
+    assert composite_tag({}, pages, [0, -90])[sha] == composite_tag({}, pages, [360, 270])[sha]  # type: ignore[arg-type]
+    assert composite_tag({}, pages, [0, 90])[sha] != composite_tag({}, pages, [0, 270])[sha]  # type: ignore[arg-type]
+
+
+def test_more_than_ten_pages_are_warned_of(
+    gini_connection: RunningSandbox, capfd: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from airflow_provider_gini.operators.documents import GiniUploadDocumentOperator
+
+    page = png_page(tmp_path / "page.png")
+    operator = GiniUploadDocumentOperator(task_id="u", files=[str(page)] * 11, hook_params=FAST)
+    operator.execute({})  # type: ignore[arg-type]
+    said = capfd.readouterr()
+    assert "has 11 files, so at least 11 pages: Gini processes only the first 10" in said.out + said.err
+
+
+class Store:
+    """Airflow 3.3's task state store as a task sees it (get/set per key), across the calls of
+    one test: the tries of one task instance."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, key: str, value: Any) -> None:
+        self.values[key] = value
+
+
+@pytest.mark.parametrize("partial_gone", [False, True], ids=["adopted", "partial gone"])
+def test_a_lost_composite_answer_is_found_by_its_partials(
+    partial_gone: bool, gini_connection: RunningSandbox, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """With the task state store (3.3+; called directly with one, on every version): the
+    composite POST reached Gini but its answer was lost. The next try proves its partials,
+    finds the composite among the first one's compositeDocuments and adopts it; when that
+    partial is gone, nothing can be proven, and it fails naming them instead of making another."""
+    from types import SimpleNamespace
+
+    from airflow_provider_gini.operators.documents import GiniUploadDocumentOperator
+
+    gini_connection.add_fault("reset", method="POST", path="/documents", every=3, times=1, after_handler=True)
+    store = Store()
+
+    def context(number: int) -> Any:
+        ti = SimpleNamespace(dag_id="d", run_id="r", task_id="upload", map_index=-1, try_number=number)
+        return {"ti": ti, "task_state_store": store, "dag_run": SimpleNamespace(run_after=None)}
+
+    def operator() -> Any:
+        return GiniUploadDocumentOperator(task_id="upload", files=[str(INVOICE), str(SLIP)], hook_params=FAST)
+
+    before = {d["id"] for d in gini_connection.documents()}
+    with pytest.raises(GiniTransportError):  # the broken connection: retryable, no result
+        operator().execute(context(1))
+    [lost] = split(new_documents(gini_connection, before))[1]
+    if partial_gone:
+        gini_connection.delete_document(partial_ids(gini_connection, lost["id"])[0])
+        with pytest.raises(
+            sdk_exception("AirflowFailException"), match="whether Gini made the composite cannot be proven"
+        ):
+            operator().execute(context(2))
+    else:
+        assert operator().execute(context(2)) == lost["id"]
+    assert len(split(new_documents(gini_connection, before))[1]) == 1
+    assert posts(gini_connection) == 3
 
 
 @dataclass
@@ -406,7 +510,8 @@ RETRY_CASES = {
         refused=1,
     ),
     # Gini stored the composite but its answer was lost: the retry adopts the composite itself
-    # when it can prove it (the echoed tag), else it makes another and warns.
+    # when it can prove it (the echoed tag, or 3.3+ its partials' compositeDocuments), else
+    # (3.0-3.2 without the echo) it makes another and warns.
     "composite stored, answer lost": RetryCase(
         {
             "kind": "reset",
@@ -438,7 +543,9 @@ def test_retry_uploads_only_what_it_cannot_prove(
     # What the retry can prove: partials whose answer arrived by the task state store (3.3+) or
     # the echo; the composite whose answer was lost only by the echo.
     partials_proven = echo or TASK_STATE_STORE
-    composite_proven = echo
+    # The composite: by the echo, or (3.3+) by its mark in the task state store and the first
+    # partial's compositeDocuments, which Gini serves.
+    composite_proven = echo or TASK_STATE_STORE
     files = [INVOICE, png_page(tmp_path / "scan.png"), SLIP]
     rule = dict(case.rule)
     gini_connection.add_fault(rule.pop("kind"), **rule)
@@ -487,5 +594,6 @@ def test_example_dag(gini_connection: RunningSandbox, example_dag: Callable[[str
     partials = [gini_connection.document(i) for i in partial_ids(gini_connection, composite["id"])]
     assert sorted(p["id"] for p in partials) == sorted(d["id"] for d in created)
     assert [p["name"] for p in partials] == [INVOICE.name, SLIP.name]
-    assert composite["metadata"][f"{PREFIX}branchid"] == "example"
+    # "{{ params.branch }}" rendered as a native int, sent as its digits.
+    assert composite["metadata"][f"{PREFIX}branchid"] == "10020030"
     assert xcom(run, "extractions")["iban"].startswith("DE")
