@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -48,6 +49,22 @@ def raise_for_event(
     if status == "error" and event.get("terminal"):  # e.g. a refused password: no retries
         raise AirflowFailException(f"{message}. Not retried: another try cannot succeed.")
     raise AirflowException(message)
+
+
+# Beyond a wait's own timeout, the time its trigger has to report it before Airflow's deferral
+# timeout fails the task: the trigger's timeout event, with its message, should come first.
+DEFERRAL_GRACE = 60.0
+
+
+def defer_wait(task: Any, trigger: Any, timeout: float) -> None:
+    """Hand ``task`` to ``trigger`` until its ``execute_complete``, with Airflow's own deadline
+    too: without a triggerer (or one without this provider) the trigger never runs, and the
+    task would stay deferred for ever."""
+    task.defer(
+        trigger=trigger,
+        method_name="execute_complete",
+        timeout=timedelta(seconds=timeout + DEFERRAL_GRACE),
+    )
 
 
 class GiniBaseOperator(BaseOperator):

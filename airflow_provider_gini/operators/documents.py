@@ -4,7 +4,6 @@ operator lives in operators/pull.py and is importable from here too."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from typing import Any
 
 from airflow.configuration import conf
@@ -13,7 +12,12 @@ from airflow.sdk import Context, ObjectStoragePath
 from airflow_provider_gini._compat import AirflowException, AirflowFailException
 from airflow_provider_gini.client.api import FINISHED
 from airflow_provider_gini.client.errors import GiniNotFound
-from airflow_provider_gini.operators.base import GiniBaseOperator, raise_for_event, terminal_errors
+from airflow_provider_gini.operators.base import (
+    GiniBaseOperator,
+    defer_wait,
+    raise_for_event,
+    terminal_errors,
+)
 from airflow_provider_gini.operators.composite import (
     checked_rotations,
     composite_name,
@@ -24,10 +28,6 @@ from airflow_provider_gini.operators.composite import (
 from airflow_provider_gini.operators.idempotency import adopt, record, upload_tag, user_metadata
 from airflow_provider_gini.operators.pull import GiniPullDocumentsOperator
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
-
-# Beyond a wait's own timeout, the time its trigger has to report it before Airflow's deferral
-# timeout fails the task: the trigger's timeout event, with its message, should come first.
-DEFERRAL_GRACE = 60.0
 
 __all__ = [
     "GiniDeleteDocumentOperator",
@@ -160,19 +160,14 @@ class GiniUploadDocumentOperator(GiniBaseOperator):
         if self.deferrable:
             doc = self.hook.get_document(document_id)
             if doc["progress"] not in FINISHED:  # PENDING, or a progress Gini does not document
-                self.defer(
-                    trigger=GiniDocumentProcessedTrigger(
-                        document_id=document_id,
-                        gini_conn_id=self.gini_conn_id,
-                        poll_interval=self.poll_interval,
-                        timeout=self.processing_timeout,
-                        hook_params=self.hook_params,
-                    ),
-                    method_name="execute_complete",
-                    # Airflow's own deadline too: without a triggerer (or one without this
-                    # provider) the trigger never runs, and the task would stay deferred for ever.
-                    timeout=timedelta(seconds=self.processing_timeout + DEFERRAL_GRACE),
+                trigger = GiniDocumentProcessedTrigger(
+                    document_id=document_id,
+                    gini_conn_id=self.gini_conn_id,
+                    poll_interval=self.poll_interval,
+                    timeout=self.processing_timeout,
+                    hook_params=self.hook_params,
                 )
+                defer_wait(self, trigger, self.processing_timeout)
             fail_on_error(document_id, doc["progress"])
             return document_id
         self.hook.wait_for_processing(

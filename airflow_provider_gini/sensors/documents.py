@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -13,8 +12,8 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow_provider_gini._compat import AirflowSensorTimeout
 from airflow_provider_gini.client.errors import shown
 from airflow_provider_gini.hooks.gini import GiniHook
-from airflow_provider_gini.operators.base import terminal_errors
-from airflow_provider_gini.operators.documents import DEFERRAL_GRACE, complete_processing_event, fail_on_error
+from airflow_provider_gini.operators.base import defer_wait, terminal_errors
+from airflow_provider_gini.operators.documents import complete_processing_event, fail_on_error
 from airflow_provider_gini.triggers.documents import GiniDocumentProcessedTrigger
 
 
@@ -61,19 +60,14 @@ class GiniDocumentProcessedSensor(BaseSensorOperator):
             super().execute(context)
             return self.document_id
         if not self.poke(context):
-            self.defer(
-                trigger=GiniDocumentProcessedTrigger(
-                    document_id=self.document_id,
-                    gini_conn_id=self.gini_conn_id,
-                    poll_interval=self.poke_interval,
-                    timeout=self.timeout,
-                    hook_params=self.hook_params,
-                ),
-                method_name="execute_complete",
-                # Airflow's own deadline too: without a triggerer (or one without this provider)
-                # the trigger never runs, and the task would stay deferred for ever.
-                timeout=timedelta(seconds=self.timeout + DEFERRAL_GRACE),
+            trigger = GiniDocumentProcessedTrigger(
+                document_id=self.document_id,
+                gini_conn_id=self.gini_conn_id,
+                poll_interval=self.poke_interval,
+                timeout=self.timeout,
+                hook_params=self.hook_params,
             )
+            defer_wait(self, trigger, self.timeout)
         return self.document_id
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
 from functools import cached_property
 from typing import Any
 
@@ -13,8 +12,7 @@ from airflow.sdk import BaseSensorOperator, Context
 from airflow_provider_gini._compat import AirflowException, AirflowFailException, AirflowSensorTimeout
 from airflow_provider_gini.client.errors import shown
 from airflow_provider_gini.hooks.gini import GiniHook
-from airflow_provider_gini.operators.base import raise_for_event, terminal_errors
-from airflow_provider_gini.operators.documents import DEFERRAL_GRACE
+from airflow_provider_gini.operators.base import defer_wait, raise_for_event, terminal_errors
 from airflow_provider_gini.triggers.payments import (
     INVALID,
     OPEN,
@@ -89,19 +87,14 @@ class GiniPaymentRequestSensor(BaseSensorOperator):
                 ) from exc
             return self._paid or payment_request_result(self.payment_request_id, {})
         if not self.poke(context):
-            self.defer(
-                trigger=GiniPaymentRequestTrigger(
-                    payment_request_id=self.payment_request_id,
-                    gini_conn_id=self.gini_conn_id,
-                    poll_interval=self.poke_interval,
-                    timeout=self.timeout,
-                    hook_params=self.hook_params,
-                ),
-                method_name="execute_complete",
-                # Airflow's own deadline too: without a triggerer (or one without this provider)
-                # the trigger never runs, and the task would stay deferred for ever.
-                timeout=timedelta(seconds=self.timeout + DEFERRAL_GRACE),
+            trigger = GiniPaymentRequestTrigger(
+                payment_request_id=self.payment_request_id,
+                gini_conn_id=self.gini_conn_id,
+                poll_interval=self.poke_interval,
+                timeout=self.timeout,
+                hook_params=self.hook_params,
             )
+            defer_wait(self, trigger, self.timeout)
         return self._paid or payment_request_result(self.payment_request_id, {})
 
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:

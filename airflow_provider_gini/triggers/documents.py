@@ -172,11 +172,11 @@ class PollingTrigger(BaseTrigger):
     def __init__(
         self,
         *,
-        gini_conn_id: str,
-        poll_interval: float,
-        timeout: float | None,
-        end_time: float | None,
-        hook_params: dict[str, Any] | None,
+        gini_conn_id: str = "gini_default",
+        poll_interval: float = 5.0,
+        timeout: float | None = None,
+        end_time: float | None = None,
+        hook_params: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.gini_conn_id = gini_conn_id
@@ -329,23 +329,8 @@ class GiniDocumentProcessedTrigger(PollingTrigger):
     ``timeout``, ``end_time`` and ``hook_params`` as for PollingTrigger.
     """
 
-    def __init__(
-        self,
-        *,
-        document_id: str,
-        gini_conn_id: str = "gini_default",
-        poll_interval: float = 5.0,
-        timeout: float | None = None,
-        end_time: float | None = None,
-        hook_params: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            gini_conn_id=gini_conn_id,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            end_time=end_time,
-            hook_params=hook_params,
-        )
+    def __init__(self, *, document_id: str, poll_interval: float = 5.0, **wait: Any) -> None:
+        super().__init__(poll_interval=poll_interval, **wait)
         self.document_id = document_id
 
     def _identity(self) -> dict[str, Any]:

@@ -36,23 +36,9 @@ class GiniPaymentRequestTrigger(PollingTrigger):
     (epoch seconds) and ``hook_params`` (plain values) as for PollingTrigger.
     """
 
-    def __init__(
-        self,
-        *,
-        payment_request_id: str,
-        gini_conn_id: str = "gini_default",
-        poll_interval: float = 60.0,
-        timeout: float | None = None,
-        end_time: float | None = None,
-        hook_params: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(
-            gini_conn_id=gini_conn_id,
-            poll_interval=poll_interval,
-            timeout=timeout,
-            end_time=end_time,
-            hook_params=hook_params,
-        )
+    def __init__(self, *, payment_request_id: str, poll_interval: float = 60.0, **wait: Any) -> None:
+        # ``wait``: gini_conn_id, timeout, end_time, hook_params (PollingTrigger's).
+        super().__init__(poll_interval=poll_interval, **wait)
         self.payment_request_id = payment_request_id
         self._warned: str | None = None  # the undocumented status last warned of
 

@@ -75,7 +75,8 @@ def test_every_deferral_carries_an_airflow_side_timeout(
     """Without a triggerer the trigger never fires; Airflow's deferral timeout still ends the
     task, a little after the trigger's own timeout (whose event carries the better message)."""
     from airflow_provider_gini._compat import TaskDeferred
-    from airflow_provider_gini.operators.documents import DEFERRAL_GRACE, GiniUploadDocumentOperator
+    from airflow_provider_gini.operators.base import DEFERRAL_GRACE
+    from airflow_provider_gini.operators.documents import GiniUploadDocumentOperator
     from airflow_provider_gini.sensors.documents import GiniDocumentProcessedSensor
 
     gini_connection.settings(processing_delay=3600.0)
