@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import os
 import re
 import threading
@@ -35,6 +36,7 @@ from airflow_provider_gini.pull.window import moment, plan_window
 
 MANIFESTS = "_manifests"
 SHOWN_IDS = 20
+MAX_IDS_TEXT = 1_000_000  # characters of a rendered document_ids
 XCOM_IDS = 100
 
 
@@ -260,14 +262,14 @@ class GiniPullDocumentsOperator(GiniBaseOperator):
         if not _flag(self.ids_from_asset_events, "ids_from_asset_events"):
             return None if self.document_ids is None else requested_ids(self.document_ids)
         events = context.get("triggering_asset_events") or {}
-        found = announcements(getattr(e, "extra", None) for seen in events.values() for e in seen)
         # Only this pull's account: a DAG scheduled on the watchers of two accounts has a pull
         # for each, and another account's ids would only be "gone" here.
-        ours = [b for b in found if b.get("gini_conn_id") == self.gini_conn_id]
-        if len(ours) < len(found):
+        extras = (getattr(e, "extra", None) for seen in events.values() for e in seen)
+        ours, others = announcements(extras, self.gini_conn_id)
+        if others:
             self.log.info(
                 "%d new-documents event(s) of other connections than %r left to their own pulls",
-                len(found) - len(ours),
+                others,
                 self.gini_conn_id,
             )
         elsewhere = sorted(
@@ -471,10 +473,13 @@ def requested_ids(value: Any) -> list[str]:
     separated by commas or spaces); each must be a plain id. Order kept, duplicates dropped."""
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > MAX_IDS_TEXT:
+            raise GiniConfigError(f"document_ids rendered to {len(text)} characters, over {MAX_IDS_TEXT}")
         if text.startswith("["):
             try:
-                value = ast.literal_eval(text)  # Jinja renders a list as Python's repr
-            except (ValueError, SyntaxError):
+                # JSON, or Python's repr of a list, which is how Jinja renders one.
+                value = json.loads(text) if '"' in text or "'" not in text else ast.literal_eval(text)
+            except (ValueError, SyntaxError, MemoryError, RecursionError):
                 raise GiniConfigError(
                     f"document_ids rendered to {shown(text, 80)!r}, which is not a list of ids: "
                     "give a list, or ids separated by commas"

@@ -26,7 +26,7 @@ each event has been handed over; a stop before that announces the event's docume
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -38,7 +38,14 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from airflow_provider_gini.client.api import SAFE_ID, GiniAPI, safe_id
-from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
+from airflow_provider_gini.client.errors import (
+    GiniAuthError,
+    GiniCancelled,
+    GiniConfigError,
+    GiniError,
+    GiniNotFound,
+    shown,
+)
 from airflow_provider_gini.client.listing import MIN_SERVER_PAGE, DocumentListing, created
 from airflow_provider_gini.pull.storage import Store
 
@@ -50,6 +57,9 @@ VERSION = 1
 # Announced documents waiting to be stored that the state keeps, about 60 bytes each.
 MAX_UNSTORED = 20_000
 MAX_REANNOUNCE = 86_400.0  # seconds between announcements of a document the pull never stores
+MAX_DUE_CHECKS = 100  # announced documents looked at again per poll
+# Errors that end a poll (and undo it): nothing else about this account can succeed past them.
+POLL_ENDING = (GiniAuthError, GiniConfigError, GiniCancelled)
 
 
 @dataclass
@@ -81,7 +91,10 @@ class ArrivalState:
             if not isinstance(entries, dict) or not all(isinstance(v, int) for v in entries.values()):
                 raise ValueError(f"{name} must map ids to creation dates")
         if not isinstance(state.unstored, dict) or not all(
-            isinstance(v, list) and len(v) == 2 for v in state.unstored.values()
+            isinstance(v, list)
+            and len(v) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+            for v in state.unstored.values()
         ):
             raise ValueError("unstored must map ids to [when announced, how often]")
         return state
@@ -161,7 +174,12 @@ class Arrivals:
         saved, and only when the whole poll succeeds: a poll that fails half-way (a listing
         that cannot be proven complete, a 5xx) leaves it as it was, so the next poll finds the
         same documents again instead of having marked them seen without announcing them."""
-        before = copy.deepcopy(self.state)
+        state = self.state
+        # What a poll changes: the maps (entries added or deleted, never changed in place), the
+        # probe and the numbers; so copies of the maps are enough to undo it.
+        before = dataclasses.replace(
+            state, seen=dict(state.seen), pending=dict(state.pending), unstored=dict(state.unstored)
+        )
         self.requests = 0
         try:
             found = self._new()
@@ -232,6 +250,14 @@ class Arrivals:
             log.info("Gini document %s, still processing when last seen, is gone", document_id)
             self.state.pending.pop(document_id, None)
             return
+        except POLL_ENDING:
+            raise
+        except GiniError as exc:
+            # That document's own: it stays pending, and holds back no other document.
+            log.warning(
+                "Looking at Gini document %s again failed, next poll tries again: %s", document_id, exc
+            )
+            return
         finally:
             self.requests += 1
         self._take(doc, found)
@@ -266,18 +292,30 @@ class Arrivals:
         due = [
             i
             for i, (at, times) in unstored.items()
-            if now - at >= min(self.reannounce_after * 2 ** max(times - 1, 0), MAX_REANNOUNCE)
+            if now - at >= min(self.reannounce_after * 2 ** min(max(int(times) - 1, 0), 20), MAX_REANNOUNCE)
         ]
+        # The longest-waiting first, a bounded number per poll (a request or two each).
+        due = sorted(due, key=lambda i: unstored[i][0])[:MAX_DUE_CHECKS]
+        failed: set[str] = set()
         for document_id in due:
-            # Only the due ones are looked for in the destination (a request each on S3).
-            if stored(document_id):
-                del unstored[document_id]
-                continue
-            self.requests += 1
             try:
+                # Only the due ones are looked for in the destination (a request each on S3).
+                if stored(document_id):
+                    del unstored[document_id]
+                    continue
+                self.requests += 1
                 progress = self.api.get_document(document_id).get("progress")
             except GiniNotFound:
                 progress = None
+            except POLL_ENDING:
+                raise
+            except (GiniError, OSError) as exc:
+                # That document's own: looked at again at the next poll; no other is held back.
+                log.warning(
+                    "Checking announced Gini document %s failed, next poll tries again: %s", document_id, exc
+                )
+                failed.add(document_id)
+                continue
             if progress != "COMPLETED":
                 log.info(
                     "Announced Gini document %s is %s: not announcing it again",
@@ -285,7 +323,7 @@ class Arrivals:
                     progress or "gone",
                 )
                 del unstored[document_id]
-        return [i for i in due if i in unstored]
+        return [i for i in due if i in unstored and i not in failed]
 
 
 def _named(params: dict[str, int]) -> dict[str, Any]:
@@ -316,13 +354,17 @@ def payload(
     }
 
 
-def announcements(events: Iterable[Any]) -> list[dict[str, Any]]:
-    """The new-documents payloads among asset events' extras, checked. One of this kind that is
-    malformed is an error: its documents would be lost."""
-    found = []
+def announcements(events: Iterable[Any], gini_conn_id: str) -> tuple[list[dict[str, Any]], int]:
+    """The new-documents payloads of ``gini_conn_id`` among asset events' extras, checked, and
+    how many other connections' there were. One of this connection that is malformed is an
+    error: its documents would be lost."""
+    found, others = [], 0
     for extra in events:
         body = extra.get("payload") if isinstance(extra, dict) else None
         if not isinstance(body, dict) or body.get("kind") != KIND:
+            continue
+        if body.get("gini_conn_id") != gini_conn_id:
+            others += 1
             continue
         listed = body.get("document_ids")
         if not isinstance(listed, list) or len(listed) != body.get("count"):
@@ -336,4 +378,4 @@ def announcements(events: Iterable[Any]) -> list[dict[str, Any]]:
                     f"A Gini new-documents event names an id that is not one: {document_id!r}"
                 )
         found.append(body)
-    return found
+    return found, others

@@ -87,6 +87,8 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         self.destination = destination
         self.gini_conn_id = gini_conn_id
         self.destination_conn_id = destination_conn_id
+        if key is not None and (not isinstance(key, str) or not key.strip()):
+            raise GiniConfigError("key must be a non-empty string (default: new-documents/<gini_conn_id>)")
         self.key = key or f"new-documents/{gini_conn_id}"
         found = moment(since, "since")
         self.since = found.isoformat() if found is not None else None
@@ -176,6 +178,8 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
             # carry a URL or a password.
             reason = f"{type(exc).__name__}: {exc}"
             reason += " (fix it: retrying alone cannot help)" if is_terminal(exc) else ""
+        elif isinstance(exc, OSError):
+            reason = f"{type(exc).__name__}: {exc}"  # a path, never a credential
         else:
             reason = type(exc).__name__
         log.error(

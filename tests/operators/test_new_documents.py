@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_gini.client.errors import GiniConfigError
+from airflow_provider_gini.client.errors import GiniConfigError, GiniError
 from airflow_provider_gini.pull.arrivals import KIND, Arrivals, ArrivalState, announcements
 from airflow_provider_gini.sandbox import ApiProfile, RunningSandbox
 from airflow_provider_gini.triggers.arrivals import GiniNewDocumentsTrigger
@@ -228,27 +228,58 @@ def test_an_unreadable_state_is_reported_not_replaced(
     assert "delete it and set since=" in caplog.text
 
 
-def test_a_poll_that_fails_half_way_changes_nothing(gini_connection: RunningSandbox) -> None:
+def test_a_document_that_cannot_be_checked_holds_back_no_other(gini_connection: RunningSandbox) -> None:
     from airflow_provider_gini.hooks.gini import GiniHook
 
     now = int(time.time() * 1000)
-    arrivals = Arrivals(GiniHook(), ArrivalState("k", since=now, high=now), reannounce_after=0.1)
+    arrivals = Arrivals(GiniHook(), ArrivalState("k", since=now, high=now), reannounce_after=0.1, lag=0)
     [earlier] = gini_connection.insert_documents()
-    assert [d["id"] for d in arrivals.poll(lambda i: False)[0]] == [earlier]
-    arrivals.announced([earlier])
+    [slow] = gini_connection.insert_documents(readyIn=3600)
+    time.sleep(0.01)
+    [later] = gini_connection.insert_documents()
+    found, _ = arrivals.poll(lambda i: False)
+    assert {d["id"] for d in found} == {earlier, later}
+    assert set(arrivals.state.pending) == {slow}
+    arrivals.announced([earlier, later])
     [new] = gini_connection.insert_documents()
     time.sleep(0.2)
+    # The processing document is now behind the listing (lag 0), so it is looked at by itself,
+    # and Gini fails on it; the destination fails on an announced one.
+    gini_connection.add_fault("status", path=f"/documents/{slow}", method="GET", status=500)
 
-    def storage_down(document_id: str) -> bool:
-        raise OSError("the destination cannot be read")
+    def stored(document_id: str) -> bool:
+        if document_id == earlier:
+            raise OSError("the destination cannot be read")
+        return False
 
-    # The new document was listed and taken before the destination failed: a poll that kept
-    # that would never announce it.
-    with pytest.raises(OSError, match="cannot be read"):
-        arrivals.poll(storage_down)
-    found, again = arrivals.poll(lambda i: False)
+    found, again = arrivals.poll(stored)
     assert [d["id"] for d in found] == [new]
-    assert again == [earlier]
+    assert again == [later]
+    assert set(arrivals.state.pending) == {slow}
+    gini_connection.clear_faults()
+    time.sleep(0.2)
+    assert sorted(arrivals.poll(lambda i: False)[1]) == sorted([earlier, later])
+
+
+def test_a_listing_that_fails_half_way_changes_nothing(
+    gini_sandbox: RunningSandbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_gini.hooks.gini import GiniHook
+
+    for name, value in gini_sandbox.connection_env("gini_default").items():
+        monkeypatch.setenv(name, value)
+    now = int(time.time() * 1000)
+    hook = GiniHook(max_attempts=1)
+    arrivals = Arrivals(hook, ArrivalState("k", since=now, high=now), page_size=3)
+    new = gini_sandbox.insert_documents(count=5)
+    # The probe, the jump to the window (3 new documents, taken), then the next page fails.
+    gini_sandbox.add_fault("status", path="/documents", method="GET", status=500, every=3, times=1)
+    with pytest.raises(GiniError):
+        arrivals.poll(None)
+    assert arrivals.state.seen == {}
+    assert arrivals.state.high == now
+    found, _ = arrivals.poll(None)
+    assert sorted(d["id"] for d in found) == sorted(new)
 
 
 def test_the_trigger_serializes_to_plain_values(tmp_path: Path) -> None:
@@ -265,11 +296,16 @@ def test_the_trigger_serializes_to_plain_values(tmp_path: Path) -> None:
         GiniNewDocumentsTrigger(destination="")
 
 
-def test_announcements_are_new_document_events_only() -> None:
-    def extra(ids: list[str], count: int | None = None) -> dict[str, Any]:
+def test_announcements_are_new_document_events_of_one_connection() -> None:
+    def extra(ids: list[str], count: int | None = None, conn: str = "gini_default") -> dict[str, Any]:
         return {
             "from_trigger": True,
-            "payload": {"kind": KIND, "document_ids": ids, "count": len(ids) if count is None else count},
+            "payload": {
+                "kind": KIND,
+                "gini_conn_id": conn,
+                "document_ids": ids,
+                "count": len(ids) if count is None else count,
+            },
         }
 
     events = [
@@ -277,12 +313,40 @@ def test_announcements_are_new_document_events_only() -> None:
         {"payload": {"kind": "other", "document_ids": ["x"]}},
         None,
         extra(["b", "c"]),
+        extra(["../etc"], conn="gini_other"),  # another connection's, malformed: not ours to refuse
     ]
-    assert [b["document_ids"] for b in announcements(events)] == [["a", "b"], ["b", "c"]]
+    found, others = announcements(events, "gini_default")
+    assert [b["document_ids"] for b in found] == [["a", "b"], ["b", "c"]]
+    assert others == 1
     with pytest.raises(GiniConfigError, match="malformed"):
-        announcements([extra(["a", "b"], count=3)])
+        announcements([extra(["a", "b"], count=3)], "gini_default")
     with pytest.raises(GiniConfigError, match="not one"):
-        announcements([extra(["../etc"])])
+        announcements([extra(["../etc"])], "gini_default")
+
+
+def test_a_pull_takes_its_own_connections_ids_and_says_where_the_trigger_looks(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_provider_gini.operators.documents import GiniPullDocumentsOperator
+
+    class Event:  # what Airflow's context holds: an asset event with the trigger's payload as extra
+        def __init__(self, conn: str, ids: list[str], destination: str) -> None:
+            body = {"kind": KIND, "gini_conn_id": conn, "document_ids": ids, "count": len(ids)}
+            self.extra = {"from_trigger": True, "payload": {**body, "destination": destination}}
+
+    here = tmp_path.as_uri()
+    events = {"asset": [Event("gini_a", ["a1", "a2"], here), Event("gini_b", ["b1"], here)]}
+    pull = GiniPullDocumentsOperator(
+        task_id="p", destination=str(tmp_path), gini_conn_id="gini_a", ids_from_asset_events=True
+    )
+    assert pull._requested_ids({"triggering_asset_events": events}, here) == ["a1", "a2"]
+    elsewhere = {"asset": [Event("gini_a", ["a3"], "file:///elsewhere")]}
+    with caplog.at_level(logging.WARNING):
+        assert pull._requested_ids({"triggering_asset_events": elsewhere}, here) == ["a3"]
+    # A task's logger goes to logging on Airflow 3.0, to structlog's output on 3.3.
+    said = caplog.text + "".join(capfd.readouterr())
+    assert "file:///elsewhere" in said
+    assert "keep announcing" in said
 
 
 BY_ID_DAG = """
