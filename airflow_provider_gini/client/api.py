@@ -334,12 +334,7 @@ class GiniAPI:
         Gini's iOS library documents it). Not idempotent, like an upload."""
         if not partials:
             raise GiniConfigError("A composite document needs at least one partial document")
-        rotations = list(rotations or [0] * len(partials))
-        if len(rotations) != len(partials):
-            raise GiniConfigError("Give one rotation per partial document")
-        for rotation in rotations:
-            if isinstance(rotation, bool) or not isinstance(rotation, int) or rotation % 90:
-                raise GiniConfigError(f"A rotation must be a multiple of 90 degrees, got {rotation!r}")
+        rotations = checked_rotations(rotations or None, len(partials))  # [] as before: no turns
         body = {
             "partialDocuments": [
                 {
@@ -586,13 +581,50 @@ def _read_upload(file: FileInput, filename: str | None) -> tuple[bytes, str | No
     return data, name
 
 
+def checked_rotations(rotations: Any, count: int) -> list[int]:
+    """One rotation per file (partial document), each an integer multiple of 90 degrees (0
+    for all when None), else GiniConfigError saying what to give."""
+    if rotations is None:
+        return [0] * count
+    if isinstance(rotations, (str, bytes)) or not isinstance(rotations, Sequence):
+        raise GiniConfigError(f"rotations must be a list of integers, got a {type(rotations).__name__}")
+    if len(rotations) != count:
+        raise GiniConfigError(
+            f"rotations has {len(rotations)} item(s) for {count} file(s): give one per file"
+        )
+    not_int = [r for r in rotations if isinstance(r, bool) or not isinstance(r, int)]
+    if not_int:
+        raise GiniConfigError(
+            f"rotations must be integers (multiples of 90 degrees, e.g. 0, 90, -90, 180), got "
+            f"{shown(repr(not_int), 200)}: a template renders a string unless the DAG has "
+            "render_template_as_native_obj=True"
+        )
+    bad = [r for r in rotations if r % 90]
+    if bad:
+        raise GiniConfigError(
+            f"rotations must be multiples of 90 degrees (e.g. 0, 90, -90, 180), got {bad!r}"
+        )
+    return list(rotations)
+
+
+def _sniffed(data: bytes) -> str | None:
+    """The media type a file's bytes begin like (their magic number), or None."""
+    return next((media for magic, media in _MAGIC if data.startswith(magic)), None)
+
+
 def partial_subtype(data: bytes) -> str | None:
     """The partial media subtype (``pdf``, ``png``, ...) of a file's bytes, by their magic
     number; None for anything that cannot be a partial document."""
-    for magic, media in _MAGIC:
-        if data.startswith(magic):
-            return PARTIAL_SUBTYPES.get(media)
-    return None
+    media = _sniffed(data)
+    return None if media is None else PARTIAL_SUBTYPES.get(media)
+
+
+def last_segment(uri: Any) -> str | None:
+    """The id at the end of a resource's URI (``.../documents/<id>``), or None if ``uri`` is
+    none. Not checked: compare it, or pass it through safe_id."""
+    if not isinstance(uri, str) or not uri.strip():
+        return None
+    return urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1] or None
 
 
 def check_metadata(metadata: Mapping[str, Any] | None) -> dict[str, str]:
@@ -647,8 +679,5 @@ def metadata_headers(metadata: Mapping[str, Any] | None) -> dict[str, str]:
 
 
 def _guess_type(data: bytes, name: str | None) -> str:
-    for magic, media in _MAGIC:
-        if data.startswith(magic):
-            return media
-    guessed = mimetypes.guess_type(name)[0] if name else None
+    guessed = _sniffed(data) or (mimetypes.guess_type(name)[0] if name else None)
     return guessed or "application/octet-stream"

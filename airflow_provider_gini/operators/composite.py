@@ -20,12 +20,17 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import Context, ObjectStoragePath
 
 from airflow_provider_gini._compat import AirflowFailException
-from airflow_provider_gini.client.api import MAX_UPLOAD_BYTES, PARTIAL_SUBTYPES, GiniAPI, partial_subtype
+from airflow_provider_gini.client.api import (
+    MAX_UPLOAD_BYTES,
+    PARTIAL_SUBTYPES,
+    GiniAPI,
+    last_segment,
+    partial_subtype,
+)
 from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
 from airflow_provider_gini.operators.idempotency import (
     TAG_CONTENT_SHA256,
@@ -98,31 +103,6 @@ def read_pages(files: Any, conn_id: str | None) -> list[Page]:
             f"document: {'; '.join(problems[:NAMED_PROBLEMS])}{f' and {more} more' if more > 0 else ''}"
         )
     return pages
-
-
-def checked_rotations(rotations: Any, count: int) -> list[int]:
-    """One rotation per file, each a multiple of 90 degrees (0 for all when None)."""
-    if rotations is None:
-        return [0] * count
-    if isinstance(rotations, (str, bytes)) or not isinstance(rotations, Sequence):
-        raise GiniConfigError(f"rotations must be a list of integers, got a {type(rotations).__name__}")
-    if len(rotations) != count:
-        raise GiniConfigError(
-            f"rotations has {len(rotations)} item(s) for {count} file(s): give one per file"
-        )
-    not_int = [r for r in rotations if isinstance(r, bool) or not isinstance(r, int)]
-    if not_int:
-        raise GiniConfigError(
-            f"rotations must be integers (multiples of 90 degrees, e.g. 0, 90, -90, 180), got "
-            f"{shown(repr(not_int), 200)}: a template renders a string unless the DAG has "
-            "render_template_as_native_obj=True"
-        )
-    bad = [r for r in rotations if r % 90]
-    if bad:
-        raise GiniConfigError(
-            f"rotations must be multiples of 90 degrees (e.g. 0, 90, -90, 180), got {bad!r}"
-        )
-    return list(rotations)
 
 
 def upload_composite(
@@ -209,7 +189,7 @@ def _sent_before(hook: GiniAPI, context: Context, tag: Mapping[str, str], log: A
             "another one: delete the composite if there is one, and clear this task"
         ) from None
     for listed in first.get("compositeDocuments") or []:
-        candidate = _last_segment(listed.get("document") if isinstance(listed, dict) else None)
+        candidate = last_segment(listed.get("document") if isinstance(listed, dict) else None)
         if candidate is None:
             continue
         try:
@@ -217,9 +197,7 @@ def _sent_before(hook: GiniAPI, context: Context, tag: Mapping[str, str], log: A
         except GiniNotFound:
             continue
         parts = [
-            _last_segment(p.get("document"))
-            for p in made.get("partialDocuments") or []
-            if isinstance(p, dict)
+            last_segment(p.get("document")) for p in made.get("partialDocuments") or [] if isinstance(p, dict)
         ]
         if parts == partials:
             log.info(
@@ -231,13 +209,6 @@ def _sent_before(hook: GiniAPI, context: Context, tag: Mapping[str, str], log: A
             record(context, candidate, tag)
             return candidate
     return None
-
-
-def _last_segment(uri: Any) -> str | None:
-    """The id at the end of a document URI, or None if ``uri`` is none."""
-    if not isinstance(uri, str) or not uri.strip():
-        return None
-    return urlsplit(uri).path.rstrip("/").rsplit("/", 1)[-1] or None
 
 
 def composite_name(filename: str | None, pages: Sequence[Page]) -> str:

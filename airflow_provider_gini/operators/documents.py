@@ -10,7 +10,7 @@ from airflow.configuration import conf
 from airflow.sdk import Context, ObjectStoragePath
 
 from airflow_provider_gini._compat import AirflowException, AirflowFailException
-from airflow_provider_gini.client.api import FINISHED
+from airflow_provider_gini.client.api import FINISHED, checked_rotations
 from airflow_provider_gini.client.errors import GiniNotFound
 from airflow_provider_gini.operators.base import (
     GiniBaseOperator,
@@ -19,7 +19,6 @@ from airflow_provider_gini.operators.base import (
     terminal_errors,
 )
 from airflow_provider_gini.operators.composite import (
-    checked_rotations,
     composite_name,
     read_pages,
     source_path,

@@ -34,6 +34,7 @@ from __future__ import annotations
 import hashlib
 import string
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -111,6 +112,18 @@ def _tag(context: Context, sha256: str, part: str | None) -> dict[str, str]:
     return {key: tag_value(str(value)) for key, value in values.items() if value is not None}
 
 
+def run_began(dag_run: Any) -> datetime | None:
+    """A moment no try of this DAG run can precede, to look for what earlier tries made: its
+    ``run_after``, which no clear moves (clearing a finished run resets its ``start_date`` to
+    when it runs again, which would hide the earlier tries' work), else the earliest of
+    ``logical_date`` and ``start_date``; None when none is known."""
+    run_after = getattr(dag_run, "run_after", None)
+    if isinstance(run_after, datetime):
+        return run_after
+    moments = [getattr(dag_run, name, None) for name in ("logical_date", "start_date")]
+    return min((m for m in moments if isinstance(m, datetime)), default=None)
+
+
 def is_reserved(name: str) -> bool:
     """Whether a metadata name belongs to the tag, ignoring case and taking ``_`` for ``-``
     (servers and proxies that map headers to variables read them alike)."""
@@ -183,10 +196,7 @@ def adopt(hook: Any, context: Context, name: str, tag: Mapping[str, str], log: A
         return _recorded(hook, kept, tag, try_number, log)
     if ti is None or try_number <= 1 or not set(UPLOAD_TAG) <= set(tag):
         return None
-    dag_run = context.get("dag_run")
-    # run_after first: clearing a finished run resets its start_date to when it runs again,
-    # which would hide the earlier tries' uploads.
-    since = getattr(dag_run, "run_after", None) or getattr(dag_run, "start_date", None)
+    since = run_began(context.get("dag_run"))
     if since is None:
         return None
     wanted = {key.lower(): value for key, value in tag.items()}

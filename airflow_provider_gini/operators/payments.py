@@ -10,11 +10,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from airflow.sdk import Context
 
 from airflow_provider_gini._compat import AirflowFailException
+from airflow_provider_gini.client.api import last_segment
 from airflow_provider_gini.client.errors import GiniConfigError, GiniNotFound, shown
 from airflow_provider_gini.client.payments import (
     PaymentFieldError,
@@ -25,6 +25,7 @@ from airflow_provider_gini.client.payments import (
     payment_fields,
 )
 from airflow_provider_gini.operators.base import GiniBaseOperator, terminal_errors
+from airflow_provider_gini.operators.idempotency import run_began
 
 # Each field and the extractions it is read from, first found wins (pull/manifest.py's labels).
 EXTRACTED: dict[str, tuple[str, ...]] = {
@@ -232,7 +233,7 @@ class GiniCreatePaymentRequestOperator(GiniBaseOperator):
         if store is None and try_number > 1:
             source = self.document_id
             self._refuse_unproven(
-                [lambda item: _same(item, fields, source)], _run_began(context.get("dag_run")), try_number
+                [lambda item: _same(item, fields, source)], _began_at(context.get("dag_run")), try_number
             )
         return None  # the first try, or (3.3+) no earlier try got as far as sending
 
@@ -338,7 +339,7 @@ def _same_source(item: dict[str, Any], source: str | None) -> bool:
         return False
     if "://" in source:
         return named.rstrip("/") == source.rstrip("/")
-    return urlsplit(named).path.rstrip("/").rsplit("/", 1)[-1] == source
+    return last_segment(named) == source
 
 
 def _stored_fields(value: Any) -> PaymentFields | None:
@@ -353,15 +354,10 @@ def _stored_fields(value: Any) -> PaymentFields | None:
     return PaymentFields(provider, recipient, iban, amount, purpose, bic if isinstance(bic, str) else None)
 
 
-def _run_began(dag_run: Any) -> float:
-    """A time (epoch s) no try of this DAG run can precede: its ``run_after``, which no clear
-    moves (clearing a finished run resets its ``start_date`` to the time it starts again), else
-    the earliest of ``logical_date`` and ``start_date``; 0 when none is known (all count)."""
-    run_after = getattr(dag_run, "run_after", None)
-    if isinstance(run_after, datetime):
-        return run_after.timestamp()
-    moments = (getattr(dag_run, name, None) for name in ("logical_date", "start_date"))
-    return min((m.timestamp() for m in moments if isinstance(m, datetime)), default=0.0)
+def _began_at(dag_run: Any) -> float:
+    """run_began's moment in epoch seconds; 0 when none is known (every request counts)."""
+    began = run_began(dag_run)
+    return 0.0 if began is None else began.timestamp()
 
 
 def _created(item: dict[str, Any], default: float) -> float:
@@ -379,7 +375,4 @@ def _request_id(item: dict[str, Any]) -> str:
     """The request's id: an ``id`` if Gini sends one, else the end of its ``_links._self``."""
     links = item.get("_links")
     own = links.get("_self") if isinstance(links, dict) else None
-    found = item.get("id") or (
-        urlsplit(own).path.rstrip("/").rsplit("/", 1)[-1] if isinstance(own, str) else "?"
-    )
-    return shown(str(found), 80)
+    return shown(str(item.get("id") or last_segment(own) or "?"), 80)

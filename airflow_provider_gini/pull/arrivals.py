@@ -27,11 +27,9 @@ each event has been handed over; a stop before that announces the event's docume
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import itertools
 import json
 import logging
-import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
@@ -47,7 +45,8 @@ from airflow_provider_gini.client.errors import (
     shown,
 )
 from airflow_provider_gini.client.listing import MIN_SERVER_PAGE, DocumentListing, created
-from airflow_provider_gini.pull.storage import Store
+from airflow_provider_gini.pull.state import keyed_name
+from airflow_provider_gini.pull.storage import Store, json_bytes
 
 log = logging.getLogger("airflow_provider_gini.arrivals")
 
@@ -107,9 +106,9 @@ class ArrivalStore:
         if not isinstance(key, str) or not key.strip():
             raise GiniConfigError("The new-documents key must be a non-empty string")
         self.store, self.key = store, key
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:80]
-        self.relative = f"{EVENTS}/{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+        self.relative = f"{EVENTS}/{keyed_name(key)}"
         self.uri = store.uri(self.relative)
+        self._written: bytes | None = None  # what the file holds, as this store last wrote it
 
     def load(self) -> ArrivalState | None:
         """The state, None when there is none yet. An unreadable one is an error, never a start
@@ -125,8 +124,14 @@ class ArrivalStore:
             ) from None
 
     def save(self, state: ArrivalState) -> None:
+        """Write the state, unless the file already holds it as this store last wrote it (a
+        poll that changed nothing writes nothing)."""
+        data = json_bytes(state.to_json(), separators=(",", ":"))
+        if data == self._written:
+            return
         self.store.makedirs(EVENTS)
-        self.store.write_json(self.relative, state.to_json())
+        self.store.write_bytes(self.relative, data)
+        self._written = data
 
 
 def _probe(page: dict[str, Any]) -> tuple[list[Any], bool]:

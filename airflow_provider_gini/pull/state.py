@@ -107,15 +107,19 @@ class PullState:
         return PullState(self.key, watermark, outstanding, owner, manifest, previous)
 
 
+def keyed_name(key: str) -> str:
+    """A state file's name for ``key``: readable (its safe characters) and unique (a digest)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:80]
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:12]}.json"
+
+
 class StateFile:
     def __init__(self, store: Store, key: str) -> None:
         if not isinstance(key, str) or not key.strip():
             raise GiniConfigError("watermark_key must be a non-empty string")
         self.store = store
         self.key = key
-        slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key)[:80]
-        digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-        self.relative = f"{STATE}/{slug}-{digest}.json"
+        self.relative = f"{STATE}/{keyed_name(key)}"
         self.uri = store.uri(self.relative)
 
     def load(self) -> PullState:

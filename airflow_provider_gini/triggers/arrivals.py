@@ -10,7 +10,6 @@ state in ``<destination>/_events/``, one event per batch of at most ``max_batch`
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import random
 import time
@@ -128,7 +127,6 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
         try:
             await _admitted(lambda: loop.run_in_executor(None, poller.submit, _nothing))
             opened: tuple[Arrivals, ArrivalStore] | None = None
-            saved = ""
             backoff = MIN_BACKOFF
             # Nothing ends this loop but the triggerer: a run() that raised would be started
             # again at once by the triggerer, again and again, its traceback logged each time.
@@ -136,7 +134,6 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
                 try:
                     if opened is None:
                         opened = await self._blocking(poller, self._open)
-                        saved = json.dumps(opened[0].state.to_json(), sort_keys=True)
                     arrivals, store = opened
                     found, again = await self._blocking(poller, self._poll, arrivals, store)
                 except Exception as exc:
@@ -154,15 +151,13 @@ class GiniNewDocumentsTrigger(BaseEventTrigger):
                     # Recorded once the triggerer has it: a stop before the save below
                     # announces the batch again (at least once), never loses it.
                     arrivals.announced(d["id"] for d in batch)
-                now = json.dumps(arrivals.state.to_json(), sort_keys=True)
-                if now != saved:
-                    try:
-                        await self._blocking(poller, store.save, arrivals.state)
-                        saved = now
-                    except Exception as exc:
-                        # Kept in memory and saved at the next poll; a restart before that finds
-                        # these documents again and announces them again.
-                        self._failed(exc, self.poll_interval, f"saving its state to {store.uri}")
+                try:
+                    # On the trigger's thread: serialising a large state would hold up the loop.
+                    await self._blocking(poller, store.save, arrivals.state)
+                except Exception as exc:
+                    # Kept in memory and saved at the next poll; a restart before that finds
+                    # these documents again and announces them again.
+                    self._failed(exc, self.poll_interval, f"saving its state to {store.uri}")
                 await asyncio.sleep(self.poll_interval * random.uniform(0.9, 1.1))
         finally:
             poller.shutdown(wait=False, cancel_futures=True)
